@@ -1,0 +1,28 @@
+//! Weir's domain types, shared by the runtime, the pipeline and the tools.
+//!
+//! What a plugin sees ([`PluginEvent`]), what becomes of each record
+//! ([`Outcome`], [`Rejection`]), and the output envelope the host builds natively
+//! ([`envelope`]). No wasmtime and no AWS here: the runtime converts its generated
+//! bindings into these types at its edge, so nothing generated leaks further.
+
+pub mod envelope;
+mod event;
+mod outcome;
+pub mod time;
+
+pub use event::PluginEvent;
+pub use outcome::{Outcome, Rejection, RejectionKind};
+
+/// A plugin version as the host names it in logs, rejections and lineage:
+/// `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+}
+
+impl std::fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}

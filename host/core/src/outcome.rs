@@ -1,0 +1,73 @@
+//! What became of one record once a plugin (or the host on its behalf) was done.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The outcome of one event, validated by the host: every JSON text a plugin
+/// returned has been parsed and checked against the output limits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Fields to merge into the record's `enriched_data`.
+    Enrich(Map<String, Value>),
+    /// Whole records, each the `enriched_data` of its own output envelope.
+    Emit(Vec<Map<String, Value>>),
+    /// Dropped on purpose by the plugin, with its reason.
+    Drop(String),
+    /// Refused: the record goes to the dead-letter queue with this reason.
+    Reject(Rejection),
+}
+
+/// Why a record was refused, by the plugin or by the host on the plugin's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectionKind {
+    // Said by the plugin.
+    MissingField,
+    InvalidField,
+    Unsupported,
+    BadConfig,
+    Internal,
+    // Said by the host about the plugin.
+    /// The plugin trapped (panic, unreachable, stack overflow).
+    PluginTrap,
+    /// The plugin ran past its CPU time budget for the batch.
+    CpuLimit,
+    /// The plugin tried to grow its memory past its limit.
+    MemoryLimit,
+    /// The plugin's output broke the contract: not JSON, not an object, too big,
+    /// or the wrong number of outcomes.
+    InvalidOutput,
+    /// The plugin refused the whole batch.
+    BatchError,
+    /// The plugin version faulted repeatedly and its circuit breaker is open.
+    CircuitOpen,
+}
+
+impl RejectionKind {
+    /// Faults of the plugin itself (as opposed to refusals of a record): these
+    /// count towards its circuit breaker.
+    pub fn is_plugin_fault(self) -> bool {
+        matches!(
+            self,
+            Self::PluginTrap | Self::CpuLimit | Self::MemoryLimit | Self::InvalidOutput
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectionKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", serde_json::to_value(self.kind).map_err(|_| std::fmt::Error)?.as_str().unwrap_or("?"), self.message)
+    }
+}

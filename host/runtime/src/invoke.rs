@@ -1,0 +1,247 @@
+//! Running one batch through a plugin, and turning everything that can go wrong
+//! into per-record rejections.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use wasmtime::{Store, Trap};
+use weir_core::{Outcome, PluginEvent, Rejection, RejectionKind};
+
+use crate::bindings::{EnricherPluginPre, WitEvent, WitOutcome, WitPluginInfo};
+use crate::sandbox::{LogSink, Sandbox};
+use crate::{Limits, Plugin, Runtime};
+
+/// A fault of the plugin that took its whole batch down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    Trap(String),
+    CpuLimit(Duration),
+    MemoryLimit(usize),
+    InvalidOutput(String),
+    BatchError(String),
+    CircuitOpen(String),
+}
+
+impl Fault {
+    fn rejection(&self, plugin: &str) -> Rejection {
+        let (kind, message) = match self {
+            Fault::Trap(why) => (RejectionKind::PluginTrap, format!("plugin {plugin} trapped: {why}")),
+            Fault::CpuLimit(budget) => (
+                RejectionKind::CpuLimit,
+                format!("plugin {plugin} exceeded its CPU time limit of {budget:?} for the batch"),
+            ),
+            Fault::MemoryLimit(bytes) => (
+                RejectionKind::MemoryLimit,
+                format!("plugin {plugin} exceeded its memory limit of {} MiB", bytes >> 20),
+            ),
+            Fault::InvalidOutput(why) => {
+                (RejectionKind::InvalidOutput, format!("plugin {plugin} broke the contract: {why}"))
+            }
+            Fault::BatchError(why) => {
+                (RejectionKind::BatchError, format!("plugin {plugin} refused the batch: {why}"))
+            }
+            Fault::CircuitOpen(why) => (RejectionKind::CircuitOpen, format!("plugin {plugin} is {why}")),
+        };
+        Rejection::new(kind, message)
+    }
+
+    /// Whether this fault counts towards the circuit breaker.
+    fn is_plugin_fault(&self) -> bool {
+        !matches!(self, Fault::BatchError(_) | Fault::CircuitOpen(_))
+    }
+}
+
+/// What one batch invocation produced.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// One outcome per input event, in order. Never shorter: faults are here as
+    /// rejections.
+    pub outcomes: Vec<Outcome>,
+    /// The fault that took the whole batch down, if any.
+    pub fault: Option<Fault>,
+    /// Wall time of instantiation plus the call.
+    pub elapsed: Duration,
+    /// Instantiation alone.
+    pub instantiate: Duration,
+    /// The most linear memory the plugin had, in bytes.
+    pub peak_memory_bytes: usize,
+    /// Log lines over the budget, dropped.
+    pub log_lines_dropped: u32,
+}
+
+pub(crate) fn describe(
+    runtime: &Runtime,
+    pre: &EnricherPluginPre<Sandbox>,
+    limits: &Limits,
+) -> Result<WitPluginInfo, String> {
+    let mut store = new_store(runtime, limits, Duration::ZERO, "loading plugin".into());
+    let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+    instance.weir_plugin_enricher().call_describe(&mut store).map_err(|e| format!("{e:#}"))
+}
+
+fn new_store(runtime: &Runtime, limits: &Limits, now: Duration, plugin: String) -> Store<Sandbox> {
+    let log = LogSink { plugin, budget: limits.max_log_lines, dropped: 0 };
+    let mut store = Store::new(&runtime.inner.engine, Sandbox::new(now, limits.memory_bytes, log));
+    store.limiter(|s| &mut s.memory);
+    let tick = runtime.inner.settings.epoch_tick.as_nanos().max(1);
+    let ticks = limits.cpu_time.as_nanos().div_ceil(tick) as u64;
+    // One extra tick: the ticker runs asynchronously, so the first tick may come
+    // at once; with it the plugin always gets at least its budget.
+    store.set_epoch_deadline(ticks.max(1) + 1);
+    store.epoch_deadline_trap();
+    store
+}
+
+impl Plugin {
+    /// Runs a batch. `config` is the tenant's configuration; all events share
+    /// one processing time (that of the first event). Never fails: whatever
+    /// goes wrong becomes rejections, and the host goes on.
+    pub fn process(&self, config: &[(String, String)], events: &[PluginEvent], limits: &Limits) -> BatchReport {
+        let started = Instant::now();
+        let admitted = self.inner.breaker.lock().map(|mut b| b.admit(started));
+        if let Ok(Err(why)) = admitted {
+            return self.all_rejected(events.len(), Fault::CircuitOpen(why), started, Duration::ZERO, 0, 0);
+        }
+
+        let now = events
+            .first()
+            .and_then(|e| weir_core::time::parse_rfc3339(&e.processing_time).ok())
+            .and_then(|t| t.signed_duration_since(chrono_epoch()).to_std().ok())
+            .unwrap_or_default();
+        let mut store = new_store(&self.inner.runtime, limits, now, self.inner.label.clone());
+        let result = self.inner.pre.instantiate(&mut store).map(|instance| {
+            let instantiated = started.elapsed();
+            let wit_events: Vec<WitEvent> = events.iter().map(WitEvent::from).collect();
+            let called = instance.weir_plugin_enricher().call_process(&mut store, &config.to_vec(), &wit_events);
+            (instantiated, called)
+        });
+        let (instantiate, called) = match result {
+            Ok((instantiate, called)) => (instantiate, called),
+            Err(e) => (started.elapsed(), Err(e)),
+        };
+        let sandbox = store.data();
+        let (peak, dropped) = (sandbox.memory.peak, sandbox.log.dropped);
+
+        let outcome = match called {
+            Err(_) if sandbox.memory.hit => Err(Fault::MemoryLimit(limits.memory_bytes)),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Fault::CpuLimit(limits.cpu_time)),
+            Err(e) => Err(Fault::Trap(match e.downcast_ref::<Trap>() {
+                Some(trap) => trap.to_string(),
+                None => format!("{e:#}"),
+            })),
+            Ok(Err(why)) => Err(Fault::BatchError(why)),
+            Ok(Ok(outcomes)) => self.validate(outcomes, events.len(), limits),
+        };
+        match outcome {
+            Ok(outcomes) => {
+                let had_invalid = outcomes
+                    .iter()
+                    .any(|o| matches!(o, Outcome::Reject(r) if r.kind == RejectionKind::InvalidOutput));
+                self.record(had_invalid.then_some("invalid output for some records"), started);
+                BatchReport {
+                    outcomes,
+                    fault: None,
+                    elapsed: started.elapsed(),
+                    instantiate,
+                    peak_memory_bytes: peak,
+                    log_lines_dropped: dropped,
+                }
+            }
+            Err(fault) => {
+                tracing::warn!(plugin = %self.inner.label, ?fault, records = events.len(), "plugin fault");
+                if fault.is_plugin_fault() {
+                    self.record(Some(&format!("{fault:?}")), started);
+                }
+                self.all_rejected(events.len(), fault, started, instantiate, peak, dropped)
+            }
+        }
+    }
+
+    fn record(&self, fault: Option<&str>, now: Instant) {
+        if let Ok(mut breaker) = self.inner.breaker.lock() {
+            breaker.record(fault, now);
+        }
+    }
+
+    fn all_rejected(
+        &self,
+        n: usize,
+        fault: Fault,
+        started: Instant,
+        instantiate: Duration,
+        peak_memory_bytes: usize,
+        log_lines_dropped: u32,
+    ) -> BatchReport {
+        let rejection = fault.rejection(&self.inner.label);
+        BatchReport {
+            outcomes: vec![Outcome::Reject(rejection); n],
+            fault: Some(fault),
+            elapsed: started.elapsed(),
+            instantiate,
+            peak_memory_bytes,
+            log_lines_dropped,
+        }
+    }
+
+    /// Checks the plugin's answer against the contract and the output limits.
+    fn validate(&self, raw: Vec<WitOutcome>, expected: usize, limits: &Limits) -> Result<Vec<Outcome>, Fault> {
+        if raw.len() != expected {
+            return Err(Fault::InvalidOutput(format!("returned {} outcomes for {expected} events", raw.len())));
+        }
+        let total: usize = raw
+            .iter()
+            .map(|o| match o {
+                WitOutcome::Enrich(text) => text.len(),
+                WitOutcome::Emit(records) => records.iter().map(String::len).sum(),
+                WitOutcome::Drop(_) | WitOutcome::Reject(_) => 0,
+            })
+            .sum();
+        if total > limits.max_batch_output_bytes {
+            return Err(Fault::InvalidOutput(format!(
+                "batch output of {total} bytes exceeds the limit of {} bytes",
+                limits.max_batch_output_bytes
+            )));
+        }
+        let label = &self.inner.label;
+        let invalid = |why: String| {
+            Outcome::Reject(Rejection::new(
+                RejectionKind::InvalidOutput,
+                format!("plugin {label} broke the contract: {why}"),
+            ))
+        };
+        let parse = |text: &str| -> Result<Map<String, Value>, String> {
+            if text.len() > limits.max_record_output_bytes {
+                return Err(format!(
+                    "an output record of {} bytes exceeds the limit of {} bytes",
+                    text.len(),
+                    limits.max_record_output_bytes
+                ));
+            }
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err("output is JSON but not an object".into()),
+                Err(e) => Err(format!("output is not valid JSON ({e})")),
+            }
+        };
+        Ok(raw
+            .into_iter()
+            .map(|outcome| match outcome {
+                WitOutcome::Enrich(text) => parse(&text).map_or_else(invalid, Outcome::Enrich),
+                WitOutcome::Emit(records) if records.is_empty() => {
+                    Outcome::Drop("the plugin emitted no records".into())
+                }
+                WitOutcome::Emit(records) => records
+                    .iter()
+                    .map(|r| parse(r))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_or_else(invalid, Outcome::Emit),
+                WitOutcome::Drop(reason) => Outcome::Drop(reason),
+                WitOutcome::Reject(r) => Outcome::Reject(Rejection::new(r.kind.into(), r.message)),
+            })
+            .collect())
+    }
+}
+
+fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::UNIX_EPOCH
+}

@@ -1,0 +1,140 @@
+//! The per-batch store state: an empty WASI context, the memory limiter and the
+//! plugin's log sink. What a plugin can reach is exactly what is here.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::LogLevel;
+use crate::bindings::v0_1::weir::plugin::{log, types};
+
+pub(crate) struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) log: LogSink,
+}
+
+impl Sandbox {
+    /// `now`: the batch's processing time, since the Unix epoch. The plugin's
+    /// clocks are frozen at it and its random numbers are a fixed sequence, so
+    /// the same batch always gives the same output.
+    pub(crate) fn new(now: Duration, memory_bytes: usize, log: LogSink) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .wall_clock(FrozenWallClock(now))
+            .monotonic_clock(FrozenMonotonicClock)
+            .secure_random(StdRng::seed_from_u64(0))
+            .insecure_random(StdRng::seed_from_u64(0))
+            .insecure_random_seed(0)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter { limit: memory_bytes, peak: 0, hit: false },
+            log,
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Caps linear memory, and remembers the peak and whether the cap was hit (so a
+/// trap that follows a refused `memory.grow` is reported as a memory limit).
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    pub(crate) peak: usize,
+    pub(crate) hit: bool,
+}
+
+/// Tables hold function references; no honest plugin needs more.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Forwards plugin log lines to `tracing`, tagged with the plugin, up to a
+/// budget per batch; longer messages are truncated.
+#[derive(Debug)]
+pub(crate) struct LogSink {
+    pub(crate) plugin: String,
+    pub(crate) budget: u32,
+    pub(crate) dropped: u32,
+}
+
+const MAX_LOG_MESSAGE_BYTES: usize = 1024;
+
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(MAX_LOG_MESSAGE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl log::Host for Sandbox {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let sink = &mut self.log;
+        if sink.budget == 0 {
+            sink.dropped += 1;
+            return;
+        }
+        sink.budget -= 1;
+        let plugin = sink.plugin.as_str();
+        let message = truncate(&message);
+        let fields: Vec<String> =
+            fields.iter().take(16).map(|(k, v)| format!("{}={}", truncate(k), truncate(v))).collect();
+        let fields = fields.join(" ");
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "weir::plugin", plugin, fields, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "weir::plugin", plugin, fields, "{message}"),
+            LogLevel::Info => tracing::info!(target: "weir::plugin", plugin, fields, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "weir::plugin", plugin, fields, "{message}"),
+            LogLevel::Error => tracing::error!(target: "weir::plugin", plugin, fields, "{message}"),
+        }
+    }
+}
+
+impl types::Host for Sandbox {}

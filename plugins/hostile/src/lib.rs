@@ -1,0 +1,116 @@
+//! A plugin that misbehaves on request; only Weir's tests use it.
+//!
+//! Each event's payload names an `attack`. Batch-wide attacks (loop, memory,
+//! panic, stack overflow, wrong count) take the whole invocation down; per-event
+//! attacks answer for their event only. Events without an attack are enriched
+//! with `{"ok": true}`, so tests can see which records survived.
+//!
+//! It implements the raw export on purpose: the SDK cannot produce invalid JSON.
+
+use std::hash::{BuildHasher, Hasher};
+
+use weir_plugin_sdk::__private::bindings::weir::plugin::log::{Level, log};
+use weir_plugin_sdk::__private::{
+    Guest, RawConfig, RawEvent, RawInfo, RawOutcome, bindings, export_enricher,
+};
+use weir_plugin_sdk::json;
+
+struct Hostile;
+
+fn attack_of(event: &RawEvent) -> String {
+    serde_json::from_str::<serde_json::Value>(&event.payload)
+        .ok()
+        .and_then(|v| v.get("attack").and_then(|a| a.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // a stack overflow is the point
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    std::hint::black_box(&frame);
+    recurse(depth + 1) + frame[3]
+}
+
+fn one(event: &RawEvent, attack: &str) -> RawOutcome {
+    let fields = match attack {
+        "huge-output" => json!({ "blob": "x".repeat(4 << 20) }),
+        "invalid-json" => return RawOutcome::Enrich("{not json".to_owned()),
+        "not-an-object" => return RawOutcome::Enrich("[1,2,3]".to_owned()),
+        "read-file" => {
+            let result = std::fs::read_to_string("/etc/passwd")
+                .map(|s| format!("read {} bytes", s.len()))
+                .unwrap_or_else(|e| format!("error: {e}"));
+            let listing = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string());
+            json!({ "file": result, "root_listing": format!("{listing:?}") })
+        }
+        "env" => json!({
+            "vars": std::env::vars().count(),
+            "home": std::env::var("HOME").ok(),
+            "args": std::env::args().count(),
+        }),
+        "clock" => {
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let started = std::time::Instant::now();
+            json!({ "unix_seconds": since_epoch, "elapsed_nanos": started.elapsed().as_nanos() as u64 })
+        }
+        "random" => {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(42);
+            json!({ "hash": hasher.finish() })
+        }
+        "log-flood" => {
+            for i in 0..10_000 {
+                log(Level::Error, &"flood ".repeat(1000), &[("i".to_owned(), i.to_string())]);
+            }
+            json!({ "logged": 10_000 })
+        }
+        "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
+        _ => json!({ "ok": true, "sequence": event.sequence_number }),
+    };
+    RawOutcome::Enrich(fields.to_string())
+}
+
+impl Guest for Hostile {
+    fn describe() -> RawInfo {
+        RawInfo {
+            name: "hostile".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            event_types: vec!["hostile".to_owned()],
+            contract_version: weir_plugin_sdk::CONTRACT_VERSION.to_owned(),
+            input_schema: None,
+            config_schema: None,
+        }
+    }
+
+    fn process(_config: RawConfig, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
+        let attacks: Vec<String> = events.iter().map(attack_of).collect();
+        for attack in &attacks {
+            match attack.as_str() {
+                "loop" => loop {
+                    std::hint::black_box(0);
+                },
+                "memory" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                "panic" => panic!("hostile plugin panics on purpose"),
+                "stack-overflow" => {
+                    std::hint::black_box(recurse(0));
+                }
+                "wrong-count" => return Ok(Vec::new()),
+                "batch-error" => return Err("hostile plugin refuses the batch".to_owned()),
+                _ => {}
+            }
+        }
+        Ok(events.iter().zip(&attacks).map(|(e, a)| one(e, a)).collect())
+    }
+}
+
+export_enricher!(Hostile with_types_in bindings);

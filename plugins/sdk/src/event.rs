@@ -1,0 +1,71 @@
+//! A typed view of one input event.
+
+use serde::Deserialize;
+
+use crate::__private::RawEvent;
+use crate::outcome::Rejection;
+
+/// One stream record, decoded and validated by the host.
+#[derive(Debug)]
+pub struct Event {
+    raw: RawEvent,
+}
+
+impl Event {
+    pub(crate) fn new(raw: RawEvent) -> Self {
+        Self { raw }
+    }
+
+    /// The record's JSON object as the producer sent it.
+    pub fn payload(&self) -> &str {
+        &self.raw.payload
+    }
+
+    /// Deserialize the payload into `T`, borrowing strings where `T` allows.
+    /// Declare only the fields the plugin reads: the rest is skipped. A missing or
+    /// ill-typed field becomes a [`Rejection`] that names it.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Rejection> {
+        serde_json::from_str(&self.raw.payload).map_err(Rejection::from_json_error)
+    }
+
+    /// The payload as a generic JSON value.
+    pub fn value(&self) -> Result<serde_json::Value, Rejection> {
+        self.parse()
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.raw.event_type
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.raw.tenant
+    }
+
+    pub fn partition_key(&self) -> &str {
+        &self.raw.partition_key
+    }
+
+    pub fn sequence_number(&self) -> &str {
+        &self.raw.sequence_number
+    }
+
+    /// RFC 3339 UTC time the stream accepted the record.
+    pub fn arrival_time(&self) -> &str {
+        &self.raw.arrival_time
+    }
+
+    /// RFC 3339 UTC time of the event (its `timestamp`, normalised by the host).
+    pub fn event_time(&self) -> &str {
+        &self.raw.event_time
+    }
+
+    /// The UTC date of the event, `YYYY-MM-DD`.
+    pub fn event_date(&self) -> &str {
+        self.raw.event_time.get(..10).unwrap_or(&self.raw.event_time)
+    }
+
+    /// RFC 3339 UTC time the host gives this batch (the same for all its events).
+    pub fn processing_time(&self) -> &str {
+        &self.raw.processing_time
+    }
+}
