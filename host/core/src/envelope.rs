@@ -107,6 +107,31 @@ pub fn write_emitted(
     write_tail(out, original, record_id, ctx);
 }
 
+/// Appends the output lines of one outcome (one for `Enrich`, one per record for
+/// `Emit`, none for `Drop` and `Reject`) and returns how many it wrote.
+pub fn write_outcome(
+    out: &mut Vec<u8>,
+    original: Original<'_>,
+    outcome: &crate::Outcome,
+    ctx: EnvelopeContext<'_>,
+) -> usize {
+    match outcome {
+        crate::Outcome::Enrich(added) => {
+            let id = record_id(ctx.shard_id, original.sequence_number, 0, original.text);
+            write_enriched(out, original, added, &id, ctx);
+            1
+        }
+        crate::Outcome::Emit(records) => {
+            for (i, record) in records.iter().enumerate() {
+                let id = record_id(ctx.shard_id, original.sequence_number, i, original.text);
+                write_emitted(out, original, record, &id, ctx);
+            }
+            records.len()
+        }
+        crate::Outcome::Drop(_) | crate::Outcome::Reject(_) => 0,
+    }
+}
+
 fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     out.extend_from_slice(b"{\"original_data\":");
     if original.text.bytes().any(|b| b == b'\n' || b == b'\r') {

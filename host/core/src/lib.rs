@@ -10,7 +10,7 @@ mod event;
 mod outcome;
 pub mod time;
 
-pub use event::PluginEvent;
+pub use event::{PluginEvent, StreamContext};
 pub use outcome::{Outcome, Rejection, RejectionKind};
 
 /// A plugin version as the host names it in logs, rejections and lineage:

@@ -16,6 +16,25 @@ impl Event {
         Self { raw }
     }
 
+    /// An event for a plugin's own unit tests: `payload` with the given event
+    /// time; tenant `default`, arrival and processing time equal to `event_time`.
+    pub fn for_test(payload: &str, event_time: &str) -> Self {
+        let event_type = serde_json::from_str::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v.get("event_type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        Self::new(RawEvent {
+            payload: payload.to_owned(),
+            event_type,
+            tenant: "default".to_owned(),
+            partition_key: "test".to_owned(),
+            sequence_number: "1".to_owned(),
+            arrival_time: event_time.to_owned(),
+            event_time: event_time.to_owned(),
+            processing_time: event_time.to_owned(),
+        })
+    }
+
     /// The record's JSON object as the producer sent it.
     pub fn payload(&self) -> &str {
         &self.raw.payload

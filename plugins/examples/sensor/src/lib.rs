@@ -10,6 +10,7 @@
 //!   `too_cold`, `too_hot`, `too_dry`, `too_humid` that applies;
 //! - `heat_index_c`: the NWS Rothfusz heat index in °C, rounded to 0.1, when it
 //!   applies (from 26.7 °C / 80 °F and 40 % humidity); otherwise the temperature.
+//!   Omitted when the temperature is out of range: a broken sensor has none.
 //! - `temperature_f` when the tenant sets `units=fahrenheit` (a per-tenant label).
 
 use serde::Deserialize;
@@ -85,16 +86,16 @@ impl Plugin for Sensor {
             Ok(p) => p,
             Err(rejection) => return Outcome::reject(rejection),
         };
+        let temperature_out_of_range = p.temperature < self.temp_min || p.temperature > self.temp_max;
         let mut fields = Fields::new()
             .with("sensor_id", p.sensor_id)
             .with("reading_date", event.event_date())
-            .with(
-                "temperature_out_of_range",
-                p.temperature < self.temp_min || p.temperature > self.temp_max,
-            )
+            .with("temperature_out_of_range", temperature_out_of_range)
             .with("humidity_out_of_range", !(0.0..=100.0).contains(&p.humidity))
-            .with("comfort", comfort(p.temperature, p.humidity))
-            .with("heat_index_c", heat_index_c(p.temperature, p.humidity));
+            .with("comfort", comfort(p.temperature, p.humidity));
+        if !temperature_out_of_range {
+            fields.insert("heat_index_c", heat_index_c(p.temperature, p.humidity));
+        }
         if self.fahrenheit {
             let f = p.temperature * 9.0 / 5.0 + 32.0;
             fields.insert("temperature_f", (f * 10.0).round() / 10.0);

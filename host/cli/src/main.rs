@@ -1,0 +1,129 @@
+//! The `weir` command. This crate is not a library: it parses arguments, sets
+//! up logging, and calls the host crates.
+
+mod demo;
+mod plugin_new;
+mod plugin_run;
+mod plugin_test;
+mod sample;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weir_runtime::{Limits, Runtime, RuntimeSettings};
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "WebAssembly-pluggable stream transformation")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Where compiled plugins are cached (as trusted as this binary).
+    #[arg(long, env = "WEIR_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins: run, test, describe, scaffold.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Build the example plugins and run a mix of generated events through them.
+    Demo(demo::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run events (JSON Lines) through a plugin; one outcome per line on stdout.
+    Run(plugin_run::Args),
+    /// Check a plugin against golden cases.
+    Test(plugin_test::Args),
+    /// Print what a plugin says about itself (and whether the host accepts it).
+    Info {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+    },
+    /// Scaffold a new plugin crate that builds and passes its own tests.
+    New(plugin_new::Args),
+}
+
+/// Limits settable on the command line, over the runtime's safe defaults.
+#[derive(Debug, Clone, clap::Args)]
+struct LimitArgs {
+    /// Memory limit of the plugin, in MiB.
+    #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
+    memory_mib: usize,
+    /// CPU time limit per batch, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().cpu_time.as_millis() as u64)]
+    cpu_ms: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.memory_mib << 20,
+            cpu_time: std::time::Duration::from_millis(self.cpu_ms),
+            ..Limits::default()
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+    let cache_dir = cache_dir.or_else(default_cache_dir);
+    Runtime::new(RuntimeSettings { cache_dir, ..Default::default() }).context("starting the plugin runtime")
+}
+
+/// `$XDG_CACHE_HOME/weir` or `~/.cache/weir`.
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("weir").join("plugins"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(runtime(cli.cache_dir)?, args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(runtime(cli.cache_dir)?, args),
+        Command::Plugin(PluginCommand::Info { plugin }) => {
+            let loaded = runtime(cli.cache_dir)?
+                .load_file(&plugin)
+                .with_context(|| format!("loading {}", plugin.display()))?;
+            println!("{}", serde_json::to_string_pretty(loaded.info())?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
+        Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
+    }
+}

@@ -1,0 +1,222 @@
+//! `weir plugin run`: the quickest way to try a plugin on real data.
+//!
+//! Reads events as JSON Lines, runs them through the plugin in batches, and
+//! writes one line per outcome to stdout: `{"output": <envelope>}` per output
+//! record, `{"dropped": ...}`, `{"rejected": ...}`, or `{"invalid": ...}` for an
+//! input line that is not an event. A summary with throughput goes to stderr.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+use weir_core::envelope::{self, EnvelopeContext, Original};
+use weir_core::{Outcome, PluginEvent, StreamContext};
+use weir_runtime::{Limits, Plugin, Runtime};
+
+use crate::LimitArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plugin component (.wasm).
+    plugin: PathBuf,
+    /// Events as JSON Lines; standard input when absent.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// The tenant the events belong to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Tenant configuration, `key=value`; repeatable.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Events per plugin invocation.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_size: u32,
+    /// The processing time given to the plugin (RFC 3339); now by default.
+    #[arg(long)]
+    processing_time: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// One input line waiting in a batch.
+struct Pending {
+    line: usize,
+    object: Map<String, Value>,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    events: u64,
+    outputs: u64,
+    dropped: u64,
+    rejected: u64,
+    invalid: u64,
+    bytes_in: u64,
+}
+
+pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
+    let plugin = runtime
+        .load_file(&args.plugin)
+        .with_context(|| format!("loading plugin {}", args.plugin.display()))?;
+    let processing_time = match &args.processing_time {
+        Some(t) => weir_core::time::normalise(t).map_err(anyhow::Error::msg).context("--processing-time")?,
+        None => weir_core::time::format_utc(chrono::Utc::now()),
+    };
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) => Box::new(BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening --input {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let runner = Runner {
+        plugin: &plugin,
+        limits: args.limits.limits(),
+        config: &args.config,
+        tenant: &args.tenant,
+        processing_time: &processing_time,
+    };
+
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut batch: Vec<Pending> = Vec::with_capacity(args.batch_size as usize);
+    let mut texts: Vec<String> = Vec::with_capacity(args.batch_size as usize);
+    let mut out = Vec::with_capacity(1 << 16);
+    for (index, line) in input.lines().enumerate() {
+        let line_no = index + 1;
+        let text = line.with_context(|| format!("reading input line {line_no}"))?;
+        totals.bytes_in += text.len() as u64 + 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        totals.events += 1;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(object)) => {
+                batch.push(Pending { line: line_no, object });
+                texts.push(text);
+            }
+            Ok(_) => invalid(&mut out, &mut totals, line_no, "not a JSON object"),
+            Err(e) => invalid(&mut out, &mut totals, line_no, &format!("not JSON: {e}")),
+        }
+        if batch.len() == args.batch_size as usize {
+            runner.flush(&mut batch, &mut texts, &mut out, &mut totals);
+            stdout.write_all(&out)?;
+            out.clear();
+        }
+    }
+    runner.flush(&mut batch, &mut texts, &mut out, &mut totals);
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} events: {} outputs, {} dropped, {} rejected, {} invalid; {:.3} s, {:.0} events/s, {:.1} MB/s ({})",
+        totals.events,
+        totals.outputs,
+        totals.dropped,
+        totals.rejected,
+        totals.invalid,
+        secs,
+        totals.events as f64 / secs,
+        totals.bytes_in as f64 / secs / 1e6,
+        plugin.label(),
+    );
+    if totals.events == 0 {
+        bail!("no events on the input; give JSON Lines, one event object per line");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn invalid(out: &mut Vec<u8>, totals: &mut Totals, line: usize, why: &str) {
+    totals.invalid += 1;
+    let _ = serde_json::to_writer(&mut *out, &json!({"invalid": {"line": line, "message": why}}));
+    out.push(b'\n');
+}
+
+struct Runner<'a> {
+    plugin: &'a Plugin,
+    limits: Limits,
+    config: &'a [(String, String)],
+    tenant: &'a str,
+    processing_time: &'a str,
+}
+
+impl Runner<'_> {
+    fn flush(&self, batch: &mut Vec<Pending>, texts: &mut Vec<String>, out: &mut Vec<u8>, totals: &mut Totals) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        let mut sequence = String::new();
+        for (pending, text) in batch.iter().zip(texts.iter()) {
+            sequence.clear();
+            sequence.push_str(&pending.line.to_string());
+            let ctx = StreamContext {
+                tenant: self.tenant,
+                partition_key: self.tenant,
+                sequence_number: &sequence,
+                arrival_time: self.processing_time,
+                processing_time: self.processing_time,
+            };
+            match PluginEvent::from_payload(text, &pending.object, ctx) {
+                Ok(event) => {
+                    events.push(event);
+                    accepted.push((pending, text));
+                }
+                Err(why) => invalid(out, totals, pending.line, &why),
+            }
+        }
+        let report = self.plugin.process(self.config, &events, &self.limits);
+        let plugin_ref = self.plugin.info().plugin_ref();
+        let ctx = EnvelopeContext {
+            source: "weir-plugin-run",
+            shard_id: "input",
+            processed_timestamp: self.processing_time,
+            plugin: Some(&plugin_ref),
+        };
+        let mut lines = Vec::new();
+        for ((pending, text), (event, outcome)) in accepted.iter().zip(events.iter().zip(&report.outcomes)) {
+            let original =
+                Original { text: text.as_str(), object: &pending.object, sequence_number: &event.sequence_number };
+            match outcome {
+                Outcome::Enrich(_) | Outcome::Emit(_) => {
+                    lines.clear();
+                    totals.outputs += envelope::write_outcome(&mut lines, original, outcome, ctx) as u64;
+                    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        out.extend_from_slice(b"{\"output\":");
+                        out.extend_from_slice(line);
+                        out.extend_from_slice(b"}\n");
+                    }
+                }
+                Outcome::Drop(reason) => {
+                    totals.dropped += 1;
+                    let _ = serde_json::to_writer(
+                        &mut *out,
+                        &json!({"dropped": {"line": pending.line, "reason": reason}}),
+                    );
+                    out.push(b'\n');
+                }
+                Outcome::Reject(r) => {
+                    totals.rejected += 1;
+                    let _ = serde_json::to_writer(
+                        &mut *out,
+                        &json!({"rejected": {"line": pending.line, "kind": r.kind, "message": r.message}}),
+                    );
+                    out.push(b'\n');
+                }
+            }
+        }
+        batch.clear();
+        texts.clear();
+    }
+}
