@@ -55,16 +55,26 @@ struct Counts {
 
 pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     let plugins_dir = build::repo_root().join("plugins");
-    eprintln!("building the example plugins in {} ...", plugins_dir.display());
+    eprintln!(
+        "building the example plugins in {} ...",
+        plugins_dir.display()
+    );
     let wasm_dir = build::build_workspace(&plugins_dir).map_err(anyhow::Error::msg)?;
 
     let mut router = Router::new();
     let mut failed_cases = 0;
     for (crate_name, event_type) in EXAMPLES {
         let path = wasm_dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
-        let plugin = runtime.load_file(&path).with_context(|| format!("loading {}", path.display()))?;
-        let cases = golden::load(&plugins_dir.join("examples").join(crate_name).join("golden.json"))
-            .map_err(anyhow::Error::msg)?;
+        let plugin = runtime
+            .load_file(&path)
+            .with_context(|| format!("loading {}", path.display()))?;
+        let cases = golden::load(
+            &plugins_dir
+                .join("examples")
+                .join(crate_name)
+                .join("golden.json"),
+        )
+        .map_err(anyhow::Error::msg)?;
         let results = golden::run(&plugin, &cases, &Limits::default());
         let failed = results.iter().filter(|r| !r.passed()).count();
         failed_cases += failed;
@@ -75,14 +85,25 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             results.len() - failed,
             failed
         );
-        let binding = Binding { plugin, config: Vec::new(), limits: Limits::default() };
+        let binding = Binding {
+            plugin,
+            config: Vec::new(),
+            limits: Limits::default(),
+        };
         if crate_name == "transaction" {
             // Tenant acme has its own enrichment: a lower high-value threshold, in EUR.
             let config = vec![
                 ("high_value_threshold".to_owned(), "500".to_owned()),
                 ("currency".to_owned(), "EUR".to_owned()),
             ];
-            router.bind(Some("acme"), event_type, Binding { config, ..binding.clone() });
+            router.bind(
+                Some("acme"),
+                event_type,
+                Binding {
+                    config,
+                    ..binding.clone()
+                },
+            );
         }
         router.bind(None, event_type, binding);
     }
@@ -91,20 +112,31 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     if args.out.exists() {
-        std::fs::remove_dir_all(&args.out).with_context(|| format!("clearing {}", args.out.display()))?;
+        std::fs::remove_dir_all(&args.out)
+            .with_context(|| format!("clearing {}", args.out.display()))?;
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
 
     // Generate the events, grouped per (tenant, event type) as a batch would be.
     let mut sampler = Sampler::new(42);
     let mut groups: BTreeMap<(&str, &str), Vec<(String, Map<String, Value>)>> = BTreeMap::new();
     for i in 0..args.events {
         let mut event = sampler.any();
-        let event_type = EVENT_TYPES.iter().find(|t| event["event_type"] == **t).copied().unwrap_or("metric");
+        let event_type = EVENT_TYPES
+            .iter()
+            .find(|t| event["event_type"] == **t)
+            .copied()
+            .unwrap_or("metric");
         let tenant = TENANTS[i % TENANTS.len()];
         event["tenant_id"] = json!(tenant);
-        let Value::Object(object) = event else { unreachable!("samples are objects") };
-        groups.entry((tenant, event_type)).or_default().push((Value::Object(object.clone()).to_string(), object));
+        let Value::Object(object) = event else {
+            unreachable!("samples are objects")
+        };
+        groups
+            .entry((tenant, event_type))
+            .or_default()
+            .push((Value::Object(object.clone()).to_string(), object));
     }
 
     let processed = weir_core::time::format_utc(chrono::Utc::now());
@@ -140,16 +172,26 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                     PluginEvent::from_payload(text, object, stream).map_err(anyhow::Error::msg)
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let report = binding.plugin.process(&binding.config, &events, &binding.limits);
-            for (((text, object), event), outcome) in chunk.iter().zip(&events).zip(&report.outcomes) {
+            let report = binding
+                .plugin
+                .process(&binding.config, &events, &binding.limits);
+            for (((text, object), event), outcome) in
+                chunk.iter().zip(&events).zip(&report.outcomes)
+            {
                 counts.events += 1;
-                let original = Original { text, object, sequence_number: &event.sequence_number };
+                let original = Original {
+                    text,
+                    object,
+                    sequence_number: &event.sequence_number,
+                };
                 counts.outputs += envelope::write_outcome(&mut out, original, outcome, ctx) as u64;
                 match outcome {
                     Outcome::Drop(_) => counts.dropped += 1,
                     Outcome::Reject(r) => {
                         counts.rejected += 1;
-                        dead_letters.push(json!({"payload": text, "reason": r, "plugin": plugin_ref.to_string()}));
+                        dead_letters.push(
+                            json!({"payload": text, "reason": r, "plugin": plugin_ref.to_string()}),
+                        );
                     }
                     Outcome::Enrich(_) | Outcome::Emit(_) => {}
                 }
@@ -161,17 +203,24 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        file.write_all(&out).with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(&out)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let secs = started.elapsed().as_secs_f64();
     let dlq_path = args.out.join("dead-letters.jsonl");
     let dlq: String = dead_letters.iter().map(|d| format!("{d}\n")).collect();
     std::fs::write(&dlq_path, dlq).with_context(|| format!("writing {}", dlq_path.display()))?;
 
-    println!("{:<16} {:>8} {:>8} {:>8} {:>8}", "event type", "in", "written", "dropped", "rejected");
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>8}",
+        "event type", "in", "written", "dropped", "rejected"
+    );
     let mut total = Counts::default();
     for (event_type, c) in &per_type {
-        println!("{event_type:<16} {:>8} {:>8} {:>8} {:>8}", c.events, c.outputs, c.dropped, c.rejected);
+        println!(
+            "{event_type:<16} {:>8} {:>8} {:>8} {:>8}",
+            c.events, c.outputs, c.dropped, c.rejected
+        );
         total.events += c.events;
         total.outputs += c.outputs;
         total.dropped += c.dropped;

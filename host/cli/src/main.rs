@@ -1,6 +1,7 @@
 //! The `weir` command. This crate is not a library: it parses arguments, sets
 //! up logging, and calls the host crates.
 
+mod bench;
 mod demo;
 mod plugin_new;
 mod plugin_run;
@@ -14,10 +15,20 @@ use clap::{Parser, Subcommand};
 use weir_runtime::{Limits, Runtime, RuntimeSettings};
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "WebAssembly-pluggable stream transformation")]
+#[command(
+    name = "weir",
+    version,
+    about = "WebAssembly-pluggable stream transformation"
+)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "WEIR_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
     /// Where compiled plugins are cached (as trusted as this binary).
     #[arg(long, env = "WEIR_CACHE_DIR", global = true)]
@@ -39,6 +50,8 @@ enum Command {
     Plugin(PluginCommand),
     /// Build the example plugins and run a mix of generated events through them.
     Demo(demo::Args),
+    /// Measure plugin throughput and footprint against a Python yardstick.
+    Bench(bench::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +105,9 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -101,7 +116,11 @@ fn init_tracing(format: LogFormat) {
 
 fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
     let cache_dir = cache_dir.or_else(default_cache_dir);
-    Runtime::new(RuntimeSettings { cache_dir, ..Default::default() }).context("starting the plugin runtime")
+    Runtime::new(RuntimeSettings {
+        cache_dir,
+        ..Default::default()
+    })
+    .context("starting the plugin runtime")
 }
 
 /// `$XDG_CACHE_HOME/weir` or `~/.cache/weir`.
@@ -115,7 +134,9 @@ fn default_cache_dir() -> Option<PathBuf> {
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(runtime(cli.cache_dir)?, args),
-        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(runtime(cli.cache_dir)?, args),
+        Command::Plugin(PluginCommand::Test(args)) => {
+            plugin_test::run(runtime(cli.cache_dir)?, args)
+        }
         Command::Plugin(PluginCommand::Info { plugin }) => {
             let loaded = runtime(cli.cache_dir)?
                 .load_file(&plugin)
@@ -125,5 +146,6 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
+        Command::Bench(args) => bench::run(cli.cache_dir, args),
     }
 }

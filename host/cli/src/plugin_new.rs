@@ -149,14 +149,31 @@ A Weir enrichment plugin for `{event_type}` events.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let valid = !args.name.is_empty()
         && args.name.len() <= 64
-        && args.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && args
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && args.name.as_bytes()[0].is_ascii_lowercase();
     if !valid {
-        bail!("plugin name `{}`: use lowercase letters, digits and `-`, starting with a letter", args.name);
+        bail!(
+            "plugin name `{}`: use lowercase letters, digits and `-`, starting with a letter",
+            args.name
+        );
     }
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
-    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} exists and is not empty; choose another --dir", dir.display());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose another --dir",
+            dir.display()
+        );
     }
     let sdk = weir_testkit::build::repo_root().join("plugins").join("sdk");
     let fill = |template: &str| {
@@ -171,13 +188,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write(&dir.join("src").join("lib.rs"), &fill(LIB_RS))?;
     write(&dir.join("golden.json"), &fill(GOLDEN))?;
     write(&dir.join("README.md"), &fill(README))?;
-    println!("created plugin `{}` in {}; see its README.md", args.name, dir.display());
+    println!(
+        "created plugin `{}` in {}; see its README.md",
+        args.name,
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

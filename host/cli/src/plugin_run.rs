@@ -68,12 +68,15 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         .load_file(&args.plugin)
         .with_context(|| format!("loading plugin {}", args.plugin.display()))?;
     let processing_time = match &args.processing_time {
-        Some(t) => weir_core::time::normalise(t).map_err(anyhow::Error::msg).context("--processing-time")?,
+        Some(t) => weir_core::time::normalise(t)
+            .map_err(anyhow::Error::msg)
+            .context("--processing-time")?,
         None => weir_core::time::format_utc(chrono::Utc::now()),
     };
     let input: Box<dyn BufRead> = match &args.input {
         Some(path) => Box::new(BufReader::new(
-            std::fs::File::open(path).with_context(|| format!("opening --input {}", path.display()))?,
+            std::fs::File::open(path)
+                .with_context(|| format!("opening --input {}", path.display()))?,
         )),
         None => Box::new(std::io::stdin().lock()),
     };
@@ -101,7 +104,10 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         totals.events += 1;
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(object)) => {
-                batch.push(Pending { line: line_no, object });
+                batch.push(Pending {
+                    line: line_no,
+                    object,
+                });
                 texts.push(text);
             }
             Ok(_) => invalid(&mut out, &mut totals, line_no, "not a JSON object"),
@@ -138,7 +144,10 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
 
 fn invalid(out: &mut Vec<u8>, totals: &mut Totals, line: usize, why: &str) {
     totals.invalid += 1;
-    let _ = serde_json::to_writer(&mut *out, &json!({"invalid": {"line": line, "message": why}}));
+    let _ = serde_json::to_writer(
+        &mut *out,
+        &json!({"invalid": {"line": line, "message": why}}),
+    );
     out.push(b'\n');
 }
 
@@ -151,7 +160,13 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn flush(&self, batch: &mut Vec<Pending>, texts: &mut Vec<String>, out: &mut Vec<u8>, totals: &mut Totals) {
+    fn flush(
+        &self,
+        batch: &mut Vec<Pending>,
+        texts: &mut Vec<String>,
+        out: &mut Vec<u8>,
+        totals: &mut Totals,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -185,13 +200,19 @@ impl Runner<'_> {
             plugin: Some(&plugin_ref),
         };
         let mut lines = Vec::new();
-        for ((pending, text), (event, outcome)) in accepted.iter().zip(events.iter().zip(&report.outcomes)) {
-            let original =
-                Original { text: text.as_str(), object: &pending.object, sequence_number: &event.sequence_number };
+        for ((pending, text), (event, outcome)) in
+            accepted.iter().zip(events.iter().zip(&report.outcomes))
+        {
+            let original = Original {
+                text: text.as_str(),
+                object: &pending.object,
+                sequence_number: &event.sequence_number,
+            };
             match outcome {
                 Outcome::Enrich(_) | Outcome::Emit(_) => {
                     lines.clear();
-                    totals.outputs += envelope::write_outcome(&mut lines, original, outcome, ctx) as u64;
+                    totals.outputs +=
+                        envelope::write_outcome(&mut lines, original, outcome, ctx) as u64;
                     for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                         out.extend_from_slice(b"{\"output\":");
                         out.extend_from_slice(line);

@@ -40,5 +40,9 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} passed, {} failed", results.len() - failed, failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

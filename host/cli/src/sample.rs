@@ -5,7 +5,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use serde_json::{Value, json};
 
-pub const EVENT_TYPES: [&str; 5] = ["transaction", "user_action", "metric", "system_event", "sensor_reading"];
+pub const EVENT_TYPES: [&str; 5] = [
+    "transaction",
+    "user_action",
+    "metric",
+    "system_event",
+    "sensor_reading",
+];
 
 #[derive(Debug)]
 pub struct Sampler {
@@ -16,7 +22,10 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(seed: u64) -> Self {
         // 2024-01-15T10:00:00Z, the seeds' example day.
-        Self { rng: StdRng::seed_from_u64(seed), base_seconds: 1_705_312_800 }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            base_seconds: 1_705_312_800,
+        }
     }
 
     fn timestamp(&mut self) -> String {

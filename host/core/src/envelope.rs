@@ -35,7 +35,12 @@ pub const ENVELOPE_VERSION: &str = "1.0";
 /// The record id: hex SHA-256 over the record's stream position (shard, sequence
 /// number), the index of the output within its input (fan-out) and the payload.
 /// Stable across retries of a batch, distinct for distinct records.
-pub fn record_id(shard_id: &str, sequence_number: &str, output_index: usize, payload: &str) -> String {
+pub fn record_id(
+    shard_id: &str,
+    sequence_number: &str,
+    output_index: usize,
+    payload: &str,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(shard_id.as_bytes());
     hasher.update(b"\n");
@@ -79,7 +84,10 @@ pub fn write_enriched(
     write_head(out, original);
     out.extend_from_slice(b",\"enriched_data\":{");
     let mut first = true;
-    let kept = original.object.iter().filter(|(k, _)| !added.contains_key(*k));
+    let kept = original
+        .object
+        .iter()
+        .filter(|(k, _)| !added.contains_key(*k));
     for (key, value) in kept.chain(added.iter()) {
         if !first {
             out.push(b',');
@@ -141,7 +149,12 @@ fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     }
 }
 
-fn write_tail(out: &mut Vec<u8>, original: Original<'_>, record_id: &str, ctx: EnvelopeContext<'_>) {
+fn write_tail(
+    out: &mut Vec<u8>,
+    original: Original<'_>,
+    record_id: &str,
+    ctx: EnvelopeContext<'_>,
+) {
     out.extend_from_slice(b",\"record_id\":\"");
     out.extend_from_slice(record_id.as_bytes());
     out.extend_from_slice(b"\",\"processed_timestamp\":");
@@ -183,7 +196,10 @@ mod tests {
         let text = r#"{"event_type":"transaction","amount":5,"currency":"EUR"}"#;
         let obj = object(serde_json::from_str(text).unwrap());
         let added = object(json!({"amount_category":"micro","currency":"USD"}));
-        let plugin = PluginRef { name: "transaction".into(), version: "1.0.0".into() };
+        let plugin = PluginRef {
+            name: "transaction".into(),
+            version: "1.0.0".into(),
+        };
         let ctx = EnvelopeContext {
             source: "kinesis-stream",
             shard_id: "shardId-000000000000",
@@ -191,11 +207,18 @@ mod tests {
             plugin: Some(&plugin),
         };
         let mut out = Vec::new();
-        let original = Original { text, object: &obj, sequence_number: "42" };
+        let original = Original {
+            text,
+            object: &obj,
+            sequence_number: "42",
+        };
         write_enriched(&mut out, original, &added, "abc", ctx);
         assert_eq!(out.last(), Some(&b'\n'));
         let line: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(line["original_data"], serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            line["original_data"],
+            serde_json::from_str::<Value>(text).unwrap()
+        );
         assert_eq!(line["enriched_data"]["currency"], "USD");
         assert_eq!(line["enriched_data"]["amount"], 5);
         assert_eq!(line["enriched_data"]["amount_category"], "micro");
@@ -209,9 +232,18 @@ mod tests {
     fn pretty_printed_originals_stay_on_one_line() {
         let text = "{\n  \"a\": 1\n}";
         let obj = object(serde_json::from_str(text).unwrap());
-        let ctx = EnvelopeContext { source: "s", shard_id: "x", processed_timestamp: "t", plugin: None };
+        let ctx = EnvelopeContext {
+            source: "s",
+            shard_id: "x",
+            processed_timestamp: "t",
+            plugin: None,
+        };
         let mut out = Vec::new();
-        let original = Original { text, object: &obj, sequence_number: "1" };
+        let original = Original {
+            text,
+            object: &obj,
+            sequence_number: "1",
+        };
         write_emitted(&mut out, original, &object(json!({"b": 2})), "id", ctx);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         let line: Value = serde_json::from_slice(&out).unwrap();

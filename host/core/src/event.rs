@@ -36,15 +36,29 @@ impl PluginEvent {
     /// Builds the event of a parsed payload: `event_type` must be a string, and
     /// `timestamp`, when present, an RFC 3339 time (normalised to UTC); a record
     /// without one takes its arrival time. The error names the field at fault.
-    pub fn from_payload(text: &str, object: &Map<String, Value>, ctx: StreamContext<'_>) -> Result<Self, String> {
+    pub fn from_payload(
+        text: &str,
+        object: &Map<String, Value>,
+        ctx: StreamContext<'_>,
+    ) -> Result<Self, String> {
         let event_type = match object.get("event_type") {
             Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            Some(other) => return Err(format!("field `event_type` must be a non-empty string, got {other}")),
+            Some(other) => {
+                return Err(format!(
+                    "field `event_type` must be a non-empty string, got {other}"
+                ));
+            }
             None => return Err("missing field `event_type`".into()),
         };
         let event_time = match object.get("timestamp") {
-            Some(Value::String(t)) => time::normalise(t).map_err(|e| format!("field `timestamp`: {e}"))?,
-            Some(other) => return Err(format!("field `timestamp` must be an RFC 3339 string, got {other}")),
+            Some(Value::String(t)) => {
+                time::normalise(t).map_err(|e| format!("field `timestamp`: {e}"))?
+            }
+            Some(other) => {
+                return Err(format!(
+                    "field `timestamp` must be an RFC 3339 string, got {other}"
+                ));
+            }
             None => ctx.arrival_time.to_owned(),
         };
         Ok(Self {
@@ -79,7 +93,8 @@ mod tests {
 
     #[test]
     fn timestamp_is_normalised_and_arrival_is_the_fallback() {
-        let e = event(r#"{"event_type":"metric","timestamp":"2024-01-15T12:00:00+02:00"}"#).unwrap();
+        let e =
+            event(r#"{"event_type":"metric","timestamp":"2024-01-15T12:00:00+02:00"}"#).unwrap();
         assert_eq!(e.event_time, "2024-01-15T10:00:00Z");
         assert_eq!(e.tenant, "acme");
         let e = event(r#"{"event_type":"metric"}"#).unwrap();
@@ -88,9 +103,25 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        assert!(event(r#"{"timestamp":"2024-01-15T10:00:00Z"}"#).unwrap_err().contains("event_type"));
-        assert!(event(r#"{"event_type":3}"#).unwrap_err().contains("event_type"));
-        assert!(event(r#"{"event_type":"x","timestamp":"soon"}"#).unwrap_err().contains("timestamp"));
-        assert!(event(r#"{"event_type":"x","timestamp":17}"#).unwrap_err().contains("timestamp"));
+        assert!(
+            event(r#"{"timestamp":"2024-01-15T10:00:00Z"}"#)
+                .unwrap_err()
+                .contains("event_type")
+        );
+        assert!(
+            event(r#"{"event_type":3}"#)
+                .unwrap_err()
+                .contains("event_type")
+        );
+        assert!(
+            event(r#"{"event_type":"x","timestamp":"soon"}"#)
+                .unwrap_err()
+                .contains("timestamp")
+        );
+        assert!(
+            event(r#"{"event_type":"x","timestamp":17}"#)
+                .unwrap_err()
+                .contains("timestamp")
+        );
     }
 }

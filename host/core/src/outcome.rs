@@ -62,12 +62,23 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(kind: RejectionKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", serde_json::to_value(self.kind).map_err(|_| std::fmt::Error)?.as_str().unwrap_or("?"), self.message)
+        write!(
+            f,
+            "{}: {}",
+            serde_json::to_value(self.kind)
+                .map_err(|_| std::fmt::Error)?
+                .as_str()
+                .unwrap_or("?"),
+            self.message
+        )
     }
 }

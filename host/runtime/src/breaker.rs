@@ -16,7 +16,10 @@ pub struct BreakerSettings {
 
 impl Default for BreakerSettings {
     fn default() -> Self {
-        Self { failure_threshold: 5, cooldown: Duration::from_secs(30) }
+        Self {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+        }
     }
 }
 
@@ -30,7 +33,12 @@ pub(crate) struct Breaker {
 
 impl Breaker {
     pub(crate) fn new(settings: BreakerSettings) -> Self {
-        Self { settings, consecutive_faults: 0, open_until: None, last_fault: String::new() }
+        Self {
+            settings,
+            consecutive_faults: 0,
+            open_until: None,
+            last_fault: String::new(),
+        }
     }
 
     /// `Err(why)` while the breaker is open.
@@ -75,7 +83,10 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_half_opens_after_cooldown() {
-        let settings = BreakerSettings { failure_threshold: 3, cooldown: Duration::from_secs(10) };
+        let settings = BreakerSettings {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(10),
+        };
         let mut b = Breaker::new(settings);
         let t0 = Instant::now();
         for _ in 0..2 {
@@ -86,7 +97,10 @@ mod tests {
         b.record(Some("trap"), t0);
         assert!(b.is_open(t0));
         let why = b.admit(t0 + Duration::from_secs(1)).unwrap_err();
-        assert!(why.contains("3 consecutive") && why.contains("trap"), "{why}");
+        assert!(
+            why.contains("3 consecutive") && why.contains("trap"),
+            "{why}"
+        );
         // After the cooldown, one trial batch; a fault reopens at once.
         let later = t0 + Duration::from_secs(11);
         b.admit(later).unwrap();

@@ -21,11 +21,16 @@ pub(crate) struct ArtifactCache {
 
 impl ArtifactCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self, LoadError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| LoadError::Cache { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LoadError::Cache {
+            path: dir.to_owned(),
+            source,
+        })?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(Self { dir: dir.to_owned(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -55,7 +60,10 @@ impl ArtifactCache {
 
     pub(crate) fn store(&self, sha256: &str, component: &Component) -> Result<(), LoadError> {
         let path = self.path(sha256);
-        let cache_err = |source| LoadError::Cache { path: path.clone(), source };
+        let cache_err = |source| LoadError::Cache {
+            path: path.clone(),
+            source,
+        };
         let bytes = component.serialize().map_err(LoadError::Wasmtime)?;
         // Write beside the final name and rename: readers never see half a file.
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(cache_err)?;

@@ -12,7 +12,9 @@ pub const SUPPORTED_CONTRACTS: &[&str] = &["weir:plugin/enricher@0.1.0"];
 
 /// Whether a plugin's self-declared contract version is one this host runs.
 pub fn is_supported_contract(version: &str) -> bool {
-    SUPPORTED_CONTRACTS.iter().any(|c| c.rsplit('@').next() == Some(version))
+    SUPPORTED_CONTRACTS
+        .iter()
+        .any(|c| c.rsplit('@').next() == Some(version))
 }
 
 /// Imports a plugin may have: WASI (which `wasm32-wasip2` guests import even
@@ -25,7 +27,9 @@ fn import_allowed(name: &str) -> bool {
 pub(crate) fn check(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
     if let Some((import, _)) = ty.imports(engine).find(|(name, _)| !import_allowed(name)) {
-        return Err(LoadError::ForbiddenImport { import: import.to_owned() });
+        return Err(LoadError::ForbiddenImport {
+            import: import.to_owned(),
+        });
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
     if !exports.iter().any(|e| SUPPORTED_CONTRACTS.contains(e)) {

@@ -57,7 +57,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("settings", &self.inner.settings).finish()
+        f.debug_struct("Runtime")
+            .field("settings", &self.inner.settings)
+            .finish()
     }
 }
 
@@ -113,7 +115,13 @@ impl Runtime {
         spawn_epoch_ticker(engine.clone(), settings.epoch_tick, ticker_stop.clone());
 
         Ok(Self {
-            inner: Arc::new(RuntimeInner { engine, linker, settings, cache, ticker_stop }),
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                settings,
+                cache,
+                ticker_stop,
+            }),
         })
     }
 
@@ -142,9 +150,15 @@ impl Runtime {
             return Ok(component);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent { reason: format!("{e:#}") })?;
-        tracing::debug!(sha256, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                reason: format!("{e:#}"),
+            })?;
+        tracing::debug!(
+            sha256,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled plugin"
+        );
         if let Some(cache) = &self.inner.cache {
             cache.store(sha256, &component)?;
         }
@@ -169,12 +183,14 @@ fn check_component_preamble(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 fn spawn_epoch_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(tick);
-            engine.increment_epoch();
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("weir-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        });
     if let Err(e) = spawned {
         // Without a ticker, deadlines never fire: a plugin that loops would hang
         // its batch. Fail loudly at start-up instead.
@@ -183,5 +199,8 @@ fn spawn_epoch_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
 }
 
 pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

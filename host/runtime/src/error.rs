@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(
         "not a WebAssembly component: {reason}. Build the plugin for the wasm32-wasip2 target \
@@ -34,7 +37,10 @@ pub enum LoadError {
     BadInfo(String),
 
     #[error("cannot use the compilation cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("wasmtime refused the component: {0:#}")]
     Wasmtime(wasmtime::Error),

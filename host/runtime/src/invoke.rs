@@ -25,22 +25,33 @@ pub enum Fault {
 impl Fault {
     fn rejection(&self, plugin: &str) -> Rejection {
         let (kind, message) = match self {
-            Fault::Trap(why) => (RejectionKind::PluginTrap, format!("plugin {plugin} trapped: {why}")),
+            Fault::Trap(why) => (
+                RejectionKind::PluginTrap,
+                format!("plugin {plugin} trapped: {why}"),
+            ),
             Fault::CpuLimit(budget) => (
                 RejectionKind::CpuLimit,
                 format!("plugin {plugin} exceeded its CPU time limit of {budget:?} for the batch"),
             ),
             Fault::MemoryLimit(bytes) => (
                 RejectionKind::MemoryLimit,
-                format!("plugin {plugin} exceeded its memory limit of {} MiB", bytes >> 20),
+                format!(
+                    "plugin {plugin} exceeded its memory limit of {} MiB",
+                    bytes >> 20
+                ),
             ),
-            Fault::InvalidOutput(why) => {
-                (RejectionKind::InvalidOutput, format!("plugin {plugin} broke the contract: {why}"))
-            }
-            Fault::BatchError(why) => {
-                (RejectionKind::BatchError, format!("plugin {plugin} refused the batch: {why}"))
-            }
-            Fault::CircuitOpen(why) => (RejectionKind::CircuitOpen, format!("plugin {plugin} is {why}")),
+            Fault::InvalidOutput(why) => (
+                RejectionKind::InvalidOutput,
+                format!("plugin {plugin} broke the contract: {why}"),
+            ),
+            Fault::BatchError(why) => (
+                RejectionKind::BatchError,
+                format!("plugin {plugin} refused the batch: {why}"),
+            ),
+            Fault::CircuitOpen(why) => (
+                RejectionKind::CircuitOpen,
+                format!("plugin {plugin} is {why}"),
+            ),
         };
         Rejection::new(kind, message)
     }
@@ -76,12 +87,22 @@ pub(crate) fn describe(
 ) -> Result<WitPluginInfo, String> {
     let mut store = new_store(runtime, limits, Duration::ZERO, "loading plugin".into());
     let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    instance.weir_plugin_enricher().call_describe(&mut store).map_err(|e| format!("{e:#}"))
+    instance
+        .weir_plugin_enricher()
+        .call_describe(&mut store)
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn new_store(runtime: &Runtime, limits: &Limits, now: Duration, plugin: String) -> Store<Sandbox> {
-    let log = LogSink { plugin, budget: limits.max_log_lines, dropped: 0 };
-    let mut store = Store::new(&runtime.inner.engine, Sandbox::new(now, limits.memory_bytes, log));
+    let log = LogSink {
+        plugin,
+        budget: limits.max_log_lines,
+        dropped: 0,
+    };
+    let mut store = Store::new(
+        &runtime.inner.engine,
+        Sandbox::new(now, limits.memory_bytes, log),
+    );
     store.limiter(|s| &mut s.memory);
     let tick = runtime.inner.settings.epoch_tick.as_nanos().max(1);
     let ticks = limits.cpu_time.as_nanos().div_ceil(tick) as u64;
@@ -96,11 +117,23 @@ impl Plugin {
     /// Runs a batch. `config` is the tenant's configuration; all events share
     /// one processing time (that of the first event). Never fails: whatever
     /// goes wrong becomes rejections, and the host goes on.
-    pub fn process(&self, config: &[(String, String)], events: &[PluginEvent], limits: &Limits) -> BatchReport {
+    pub fn process(
+        &self,
+        config: &[(String, String)],
+        events: &[PluginEvent],
+        limits: &Limits,
+    ) -> BatchReport {
         let started = Instant::now();
         let admitted = self.inner.breaker.lock().map(|mut b| b.admit(started));
         if let Ok(Err(why)) = admitted {
-            return self.all_rejected(events.len(), Fault::CircuitOpen(why), started, Duration::ZERO, 0, 0);
+            return self.all_rejected(
+                events.len(),
+                Fault::CircuitOpen(why),
+                started,
+                Duration::ZERO,
+                0,
+                0,
+            );
         }
 
         let now = events
@@ -112,7 +145,11 @@ impl Plugin {
         let result = self.inner.pre.instantiate(&mut store).map(|instance| {
             let instantiated = started.elapsed();
             let wit_events: Vec<WitEvent> = events.iter().map(WitEvent::from).collect();
-            let called = instance.weir_plugin_enricher().call_process(&mut store, &config.to_vec(), &wit_events);
+            let called = instance.weir_plugin_enricher().call_process(
+                &mut store,
+                &config.to_vec(),
+                &wit_events,
+            );
             (instantiated, called)
         });
         let (instantiate, called) = match result {
@@ -124,7 +161,9 @@ impl Plugin {
 
         let outcome = match called {
             Err(_) if sandbox.memory.hit => Err(Fault::MemoryLimit(limits.memory_bytes)),
-            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(Fault::CpuLimit(limits.cpu_time)),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                Err(Fault::CpuLimit(limits.cpu_time))
+            }
             Err(e) => Err(Fault::Trap(match e.downcast_ref::<Trap>() {
                 Some(trap) => trap.to_string(),
                 None => format!("{e:#}"),
@@ -134,10 +173,13 @@ impl Plugin {
         };
         match outcome {
             Ok(outcomes) => {
-                let had_invalid = outcomes
-                    .iter()
-                    .any(|o| matches!(o, Outcome::Reject(r) if r.kind == RejectionKind::InvalidOutput));
-                self.record(had_invalid.then_some("invalid output for some records"), started);
+                let had_invalid = outcomes.iter().any(
+                    |o| matches!(o, Outcome::Reject(r) if r.kind == RejectionKind::InvalidOutput),
+                );
+                self.record(
+                    had_invalid.then_some("invalid output for some records"),
+                    started,
+                );
                 BatchReport {
                     outcomes,
                     fault: None,
@@ -184,9 +226,17 @@ impl Plugin {
     }
 
     /// Checks the plugin's answer against the contract and the output limits.
-    fn validate(&self, raw: Vec<WitOutcome>, expected: usize, limits: &Limits) -> Result<Vec<Outcome>, Fault> {
+    fn validate(
+        &self,
+        raw: Vec<WitOutcome>,
+        expected: usize,
+        limits: &Limits,
+    ) -> Result<Vec<Outcome>, Fault> {
         if raw.len() != expected {
-            return Err(Fault::InvalidOutput(format!("returned {} outcomes for {expected} events", raw.len())));
+            return Err(Fault::InvalidOutput(format!(
+                "returned {} outcomes for {expected} events",
+                raw.len()
+            )));
         }
         let total: usize = raw
             .iter()

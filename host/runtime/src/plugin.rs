@@ -7,7 +7,7 @@ use weir_core::PluginRef;
 
 use crate::bindings::{EnricherPluginPre, WitPluginInfo};
 use crate::breaker::Breaker;
-use crate::{LoadError, Limits, Runtime, contract};
+use crate::{Limits, LoadError, Runtime, contract};
 
 /// What a plugin says about itself, plus what the host knows of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,13 +25,19 @@ pub struct PluginInfo {
 
 impl PluginInfo {
     pub fn plugin_ref(&self) -> PluginRef {
-        PluginRef { name: self.name.clone(), version: self.version.clone() }
+        PluginRef {
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
     }
 
     fn from_wit(info: WitPluginInfo, sha256: String, size_bytes: usize) -> Result<Self, LoadError> {
         let valid_name = !info.name.is_empty()
             && info.name.len() <= 64
-            && info.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && info
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid_name {
             return Err(LoadError::BadInfo(format!(
                 "name `{}` must be 1-64 lowercase letters, digits or `-`",
@@ -39,10 +45,15 @@ impl PluginInfo {
             )));
         }
         if info.version.is_empty() || info.version.len() > 64 {
-            return Err(LoadError::BadInfo(format!("version `{}` must be 1-64 characters", info.version)));
+            return Err(LoadError::BadInfo(format!(
+                "version `{}` must be 1-64 characters",
+                info.version
+            )));
         }
         if info.event_types.is_empty() {
-            return Err(LoadError::BadInfo("the plugin handles no event types".into()));
+            return Err(LoadError::BadInfo(
+                "the plugin handles no event types".into(),
+            ));
         }
         if !contract::is_supported_contract(&info.contract_version) {
             return Err(LoadError::BadInfo(format!(
@@ -81,7 +92,9 @@ pub(crate) struct PluginInner {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("info", &self.inner.info).finish()
+        f.debug_struct("Plugin")
+            .field("info", &self.inner.info)
+            .finish()
     }
 }
 
@@ -92,14 +105,26 @@ impl Plugin {
         sha256: String,
         size_bytes: usize,
     ) -> Result<Self, LoadError> {
-        let pre = runtime.inner.linker.instantiate_pre(&component).map_err(LoadError::Wasmtime)?;
+        let pre = runtime
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::Wasmtime)?;
         let pre = EnricherPluginPre::new(pre).map_err(LoadError::Wasmtime)?;
         let raw_info = crate::invoke::describe(&runtime, &pre, &Limits::default())
             .map_err(LoadError::Describe)?;
         let info = PluginInfo::from_wit(raw_info, sha256, size_bytes)?;
         let label = format!("{}@{}", info.name, info.version);
         let breaker = Mutex::new(Breaker::new(runtime.inner.settings.breaker));
-        Ok(Self { inner: Arc::new(PluginInner { runtime, pre, info, label, breaker }) })
+        Ok(Self {
+            inner: Arc::new(PluginInner {
+                runtime,
+                pre,
+                info,
+                label,
+                breaker,
+            }),
+        })
     }
 
     pub fn info(&self) -> &PluginInfo {
@@ -113,6 +138,9 @@ impl Plugin {
 
     /// Whether the plugin's circuit breaker is open now.
     pub fn is_disabled(&self) -> bool {
-        self.inner.breaker.lock().is_ok_and(|b| b.is_open(std::time::Instant::now()))
+        self.inner
+            .breaker
+            .lock()
+            .is_ok_and(|b| b.is_open(std::time::Instant::now()))
     }
 }

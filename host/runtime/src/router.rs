@@ -55,7 +55,8 @@ impl Router {
         let binding = Arc::new(binding);
         match tenant {
             Some(t) => {
-                self.tenant.insert((t.to_owned(), event_type.to_owned()), binding);
+                self.tenant
+                    .insert((t.to_owned(), event_type.to_owned()), binding);
             }
             None => {
                 self.default.insert(event_type.to_owned(), binding);

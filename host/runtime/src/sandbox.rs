@@ -7,7 +7,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use crate::bindings::LogLevel;
 use crate::bindings::v0_1::weir::plugin::{log, types};
@@ -34,7 +36,11 @@ impl Sandbox {
         Self {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter { limit: memory_bytes, peak: 0, hit: false },
+            memory: MemoryLimiter {
+                limit: memory_bytes,
+                peak: 0,
+                hit: false,
+            },
             log,
         }
     }
@@ -42,7 +48,10 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -81,7 +90,12 @@ pub(crate) struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
@@ -90,7 +104,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -124,8 +143,11 @@ impl log::Host for Sandbox {
         sink.budget -= 1;
         let plugin = sink.plugin.as_str();
         let message = truncate(&message);
-        let fields: Vec<String> =
-            fields.iter().take(16).map(|(k, v)| format!("{}={}", truncate(k), truncate(v))).collect();
+        let fields: Vec<String> = fields
+            .iter()
+            .take(16)
+            .map(|(k, v)| format!("{}={}", truncate(k), truncate(v)))
+            .collect();
         let fields = fields.join(" ");
         match level {
             LogLevel::Trace => tracing::trace!(target: "weir::plugin", plugin, fields, "{message}"),

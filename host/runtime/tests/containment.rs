@@ -34,7 +34,10 @@ fn rejection(outcome: &Outcome) -> (RejectionKind, &str) {
 /// After a fault, the same plugin still serves the next batch.
 fn assert_still_serves(harness: &Harness) {
     let outcomes = harness.run(&[benign()]);
-    assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f["ok"] == true), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[0], Outcome::Enrich(f) if f["ok"] == true),
+        "{outcomes:?}"
+    );
 }
 
 #[test]
@@ -42,13 +45,22 @@ fn an_infinite_loop_hits_the_cpu_limit() {
     let harness = hostile();
     let started = Instant::now();
     let report = harness.run_batch("t", &[], &[benign(), attack("loop")]);
-    assert!(started.elapsed() < Duration::from_secs(5), "the deadline did not fire");
-    assert_eq!(report.fault, Some(Fault::CpuLimit(Duration::from_millis(200))));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline did not fire"
+    );
+    assert_eq!(
+        report.fault,
+        Some(Fault::CpuLimit(Duration::from_millis(200)))
+    );
     assert_eq!(report.outcomes.len(), 2, "every record is accounted for");
     for outcome in &report.outcomes {
         let (kind, message) = rejection(outcome);
         assert_eq!(kind, RejectionKind::CpuLimit);
-        assert!(message.contains("hostile@6.6.6") && message.contains("CPU time limit"), "{message}");
+        assert!(
+            message.contains("hostile@6.6.6") && message.contains("CPU time limit"),
+            "{message}"
+        );
     }
     assert_still_serves(&harness);
 }
@@ -71,7 +83,11 @@ fn panics_and_stack_overflows_are_traps() {
     let harness = hostile();
     for name in ["panic", "stack-overflow"] {
         let report = harness.run_batch("t", &[], &[attack(name), benign()]);
-        assert!(matches!(report.fault, Some(Fault::Trap(_))), "{name}: {:?}", report.fault);
+        assert!(
+            matches!(report.fault, Some(Fault::Trap(_))),
+            "{name}: {:?}",
+            report.fault
+        );
         for outcome in &report.outcomes {
             let (kind, message) = rejection(outcome);
             assert_eq!(kind, RejectionKind::PluginTrap, "{name}");
@@ -87,12 +103,22 @@ fn bad_output_rejects_only_its_own_record() {
     let report = harness.run_batch(
         "t",
         &[],
-        &[benign(), attack("huge-output"), attack("invalid-json"), attack("not-an-object"), benign()],
+        &[
+            benign(),
+            attack("huge-output"),
+            attack("invalid-json"),
+            attack("not-an-object"),
+            benign(),
+        ],
     );
     assert_eq!(report.fault, None);
     assert!(matches!(&report.outcomes[0], Outcome::Enrich(_)));
     assert!(matches!(&report.outcomes[4], Outcome::Enrich(_)));
-    let expectations = [(1, "exceeds the limit"), (2, "not valid JSON"), (3, "not an object")];
+    let expectations = [
+        (1, "exceeds the limit"),
+        (2, "not valid JSON"),
+        (3, "not an object"),
+    ];
     for (index, phrase) in expectations {
         let (kind, message) = rejection(&report.outcomes[index]);
         assert_eq!(kind, RejectionKind::InvalidOutput);
@@ -103,7 +129,9 @@ fn bad_output_rejects_only_its_own_record() {
 #[test]
 fn a_wrong_number_of_outcomes_rejects_the_batch() {
     let report = hostile().run_batch("t", &[], &[attack("wrong-count"), benign()]);
-    assert!(matches!(&report.fault, Some(Fault::InvalidOutput(m)) if m.contains("0 outcomes for 2 events")));
+    assert!(
+        matches!(&report.fault, Some(Fault::InvalidOutput(m)) if m.contains("0 outcomes for 2 events"))
+    );
     assert_eq!(report.outcomes.len(), 2);
 }
 
@@ -120,7 +148,14 @@ fn a_batch_error_rejects_every_record_with_the_plugins_reason() {
 #[test]
 fn no_files_no_environment_and_a_frozen_clock() {
     let harness = hostile();
-    let run = || harness.run(&[attack("read-file"), attack("env"), attack("clock"), attack("random")]);
+    let run = || {
+        harness.run(&[
+            attack("read-file"),
+            attack("env"),
+            attack("clock"),
+            attack("random"),
+        ])
+    };
     let outcomes = run();
     let fields: Vec<&serde_json::Map<String, Value>> = outcomes
         .iter()
@@ -131,7 +166,14 @@ fn no_files_no_environment_and_a_frozen_clock() {
         .collect();
     let file = fields[0]["file"].as_str().unwrap();
     assert!(file.starts_with("error:"), "the plugin read a file: {file}");
-    assert!(fields[0]["root_listing"].as_str().unwrap().starts_with("Err"), "{:?}", fields[0]);
+    assert!(
+        fields[0]["root_listing"]
+            .as_str()
+            .unwrap()
+            .starts_with("Err"),
+        "{:?}",
+        fields[0]
+    );
     assert_eq!(fields[1]["vars"], 0);
     assert_eq!(fields[1]["home"], Value::Null);
     // The clock is frozen at the batch's processing time (2024-01-15T10:31:00Z).
@@ -144,8 +186,15 @@ fn no_files_no_environment_and_a_frozen_clock() {
 #[test]
 fn log_floods_are_capped() {
     let report = hostile().run_batch("t", &[], &[attack("log-flood")]);
-    assert!(matches!(&report.outcomes[0], Outcome::Enrich(_)), "{:?}", report.outcomes[0]);
-    assert_eq!(report.log_lines_dropped, 10_000 - Limits::default().max_log_lines);
+    assert!(
+        matches!(&report.outcomes[0], Outcome::Enrich(_)),
+        "{:?}",
+        report.outcomes[0]
+    );
+    assert_eq!(
+        report.log_lines_dropped,
+        10_000 - Limits::default().max_log_lines
+    );
 }
 
 #[test]
@@ -160,7 +209,8 @@ fn one_plugins_fault_leaves_another_plugin_running_alongside() {
     let hostile = hostile();
     let transaction = Harness::load(repo_plugin("transaction"));
     let looping = std::thread::spawn(move || hostile.run_batch("evil", &[], &[attack("loop")]));
-    let payload = json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z", "amount": 5});
+    let payload =
+        json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z", "amount": 5});
     for _ in 0..20 {
         let outcomes = transaction.run(std::slice::from_ref(&payload));
         assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f["amount_category"] == "micro"));

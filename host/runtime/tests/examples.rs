@@ -6,12 +6,29 @@ use weir_testkit::{Harness, golden};
 
 #[test]
 fn example_plugins_pass_their_golden_cases() {
-    for name in ["transaction", "user-action", "metric", "system-event", "sensor"] {
+    for name in [
+        "transaction",
+        "user-action",
+        "metric",
+        "system-event",
+        "sensor",
+    ] {
         let harness = Harness::load(repo_plugin(name));
-        let cases = golden::load(&repo_root().join("plugins/examples").join(name).join("golden.json")).unwrap();
+        let cases = golden::load(
+            &repo_root()
+                .join("plugins/examples")
+                .join(name)
+                .join("golden.json"),
+        )
+        .unwrap();
         assert!(!cases.cases.is_empty());
         for result in golden::run(&harness.plugin, &cases, &Limits::default()) {
-            assert!(result.passed(), "{name}: case `{}`: {:#?}", result.name, result.problems);
+            assert!(
+                result.passed(),
+                "{name}: case `{}`: {:#?}",
+                result.name,
+                result.problems
+            );
         }
     }
 }

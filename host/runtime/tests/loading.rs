@@ -27,11 +27,22 @@ fn event(payload: serde_json::Value) -> PluginEvent {
 
 #[test]
 fn a_foreign_component_is_refused_naming_what_is_missing() {
-    let err = runtime(RuntimeSettings::default()).load_file(repo_plugin("foreign")).unwrap_err();
-    assert!(matches!(err, LoadError::UnsupportedContract { .. }), "{err}");
+    let err = runtime(RuntimeSettings::default())
+        .load_file(repo_plugin("foreign"))
+        .unwrap_err();
+    assert!(
+        matches!(err, LoadError::UnsupportedContract { .. }),
+        "{err}"
+    );
     let message = err.to_string();
-    assert!(message.contains("other:thing/greeter@1.0.0"), "names what it found: {message}");
-    assert!(message.contains("weir:plugin/enricher@0.1.0"), "names what is required: {message}");
+    assert!(
+        message.contains("other:thing/greeter@1.0.0"),
+        "names what it found: {message}"
+    );
+    assert!(
+        message.contains("weir:plugin/enricher@0.1.0"),
+        "names what is required: {message}"
+    );
 }
 
 #[test]
@@ -39,16 +50,24 @@ fn core_modules_and_garbage_are_refused() {
     let rt = runtime(RuntimeSettings::default());
     let core_module = b"\0asm\x01\0\0\0";
     let err = rt.load(core_module).unwrap_err().to_string();
-    assert!(err.contains("core WebAssembly module") && err.contains("wasm32-wasip2"), "{err}");
+    assert!(
+        err.contains("core WebAssembly module") && err.contains("wasm32-wasip2"),
+        "{err}"
+    );
     let err = rt.load(b"#!/bin/sh\nrm -rf /\n").unwrap_err().to_string();
     assert!(err.contains("magic bytes"), "{err}");
-    let err = rt.load_file("/nonexistent/plugin.wasm").unwrap_err().to_string();
+    let err = rt
+        .load_file("/nonexistent/plugin.wasm")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/plugin.wasm"), "{err}");
 }
 
 #[test]
 fn a_loaded_plugin_describes_itself() {
-    let plugin = runtime(RuntimeSettings::default()).load_file(repo_plugin("transaction")).unwrap();
+    let plugin = runtime(RuntimeSettings::default())
+        .load_file(repo_plugin("transaction"))
+        .unwrap();
     let info = plugin.info();
     assert_eq!(plugin.label(), "transaction@1.0.0");
     assert_eq!(info.event_types, vec!["transaction"]);
@@ -60,7 +79,10 @@ fn a_loaded_plugin_describes_itself() {
 #[test]
 fn compiled_plugins_are_cached_on_disk_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RuntimeSettings { cache_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let settings = RuntimeSettings {
+        cache_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
     let bytes = std::fs::read(repo_plugin("metric")).unwrap();
     let first = runtime(settings.clone()).load(&bytes).unwrap();
     let artifacts: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -69,25 +91,43 @@ fn compiled_plugins_are_cached_on_disk_and_reused() {
     let second = runtime(settings).load(&bytes).unwrap();
     assert_eq!(first.info(), second.info());
     let payload = json!({"event_type": "metric", "value": 150});
-    let outcomes = second.process(&[], &[event(payload)], &Limits::default()).outcomes;
+    let outcomes = second
+        .process(&[], &[event(payload)], &Limits::default())
+        .outcomes;
     assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f["value_range"] == "high"));
 }
 
 #[test]
 fn a_corrupt_cache_entry_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RuntimeSettings { cache_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let settings = RuntimeSettings {
+        cache_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
     let bytes = std::fs::read(repo_plugin("user-action")).unwrap();
     runtime(settings.clone()).load(&bytes).unwrap();
-    let artifact = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&artifact, b"garbage").unwrap();
-    runtime(settings).load(&bytes).expect("recompiles over a corrupt artifact");
+    runtime(settings)
+        .load(&bytes)
+        .expect("recompiles over a corrupt artifact");
 }
 
 #[test]
 fn repeated_faults_open_the_circuit_breaker() {
-    let breaker = BreakerSettings { failure_threshold: 2, cooldown: Duration::from_secs(3600) };
-    let rt = runtime(RuntimeSettings { breaker, ..Default::default() });
+    let breaker = BreakerSettings {
+        failure_threshold: 2,
+        cooldown: Duration::from_secs(3600),
+    };
+    let rt = runtime(RuntimeSettings {
+        breaker,
+        ..Default::default()
+    });
     let hostile = rt.load_file(repo_plugin("hostile")).unwrap();
     let panic = event(json!({"event_type": "hostile", "attack": "panic"}));
     let benign = event(json!({"event_type": "hostile"}));
@@ -97,13 +137,23 @@ fn repeated_faults_open_the_circuit_breaker() {
     }
     assert!(hostile.is_disabled());
     let report = hostile.process(&[], std::slice::from_ref(&benign), &Limits::default());
-    let Outcome::Reject(r) = &report.outcomes[0] else { panic!("expected rejection") };
+    let Outcome::Reject(r) = &report.outcomes[0] else {
+        panic!("expected rejection")
+    };
     assert_eq!(r.kind, RejectionKind::CircuitOpen);
-    assert!(r.message.contains("2 consecutive faulted batches"), "{}", r.message);
+    assert!(
+        r.message.contains("2 consecutive faulted batches"),
+        "{}",
+        r.message
+    );
 
     // Another plugin of the same runtime is unaffected.
     let metric = rt.load_file(repo_plugin("metric")).unwrap();
-    let outcomes = metric.process(&[], &[event(json!({"event_type": "metric", "value": 1}))], &Limits::default());
+    let outcomes = metric.process(
+        &[],
+        &[event(json!({"event_type": "metric", "value": 1}))],
+        &Limits::default(),
+    );
     assert!(matches!(outcomes.outcomes[0], Outcome::Enrich(_)));
 }
 
@@ -118,21 +168,36 @@ fn routing_prefers_the_tenant_then_the_default_then_passes_through() {
     };
     let mut router = Router::new();
     router.bind(None, "transaction", binding(vec![]));
-    router.bind(Some("acme"), "transaction", binding(vec![("currency".into(), "EUR".into())]));
+    router.bind(
+        Some("acme"),
+        "transaction",
+        binding(vec![("currency".into(), "EUR".into())]),
+    );
 
     let payload = event(json!({"event_type": "transaction", "amount": 3}));
     let currency_for = |tenant: &str| {
         let route = router.resolve(tenant, "transaction");
         let b = route.binding().unwrap();
-        let report = b.plugin.process(&b.config, std::slice::from_ref(&payload), &b.limits);
+        let report = b
+            .plugin
+            .process(&b.config, std::slice::from_ref(&payload), &b.limits);
         match &report.outcomes[0] {
             Outcome::Enrich(f) => f["currency"].clone(),
             other => panic!("{other:?}"),
         }
     };
-    assert!(matches!(router.resolve("acme", "transaction"), Route::Tenant(_)));
+    assert!(matches!(
+        router.resolve("acme", "transaction"),
+        Route::Tenant(_)
+    ));
     assert_eq!(currency_for("acme"), "EUR");
-    assert!(matches!(router.resolve("globex", "transaction"), Route::Default(_)));
+    assert!(matches!(
+        router.resolve("globex", "transaction"),
+        Route::Default(_)
+    ));
     assert_eq!(currency_for("globex"), "USD");
-    assert!(matches!(router.resolve("acme", "page_view"), Route::PassThrough));
+    assert!(matches!(
+        router.resolve("acme", "page_view"),
+        Route::PassThrough
+    ));
 }

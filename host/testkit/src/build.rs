@@ -16,7 +16,9 @@ const TARGET: &str = "wasm32-wasip2";
 pub fn build_workspace(manifest_dir: &Path) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Mutex<HashMap<PathBuf, Result<PathBuf, String>>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
-    let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     built
         .entry(manifest_dir.to_owned())
         .or_insert_with(|| run_cargo_build(manifest_dir))
@@ -36,7 +38,12 @@ fn run_cargo_build(manifest_dir: &Path) -> Result<PathBuf, String> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
-        .map_err(|e| format!("cannot run cargo to build the plugins in {}: {e}", manifest_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot run cargo to build the plugins in {}: {e}",
+                manifest_dir.display()
+            )
+        })?;
     if !status.success() {
         return Err(format!(
             "building the plugins in {} failed ({status}); is the {TARGET} target installed \
@@ -53,13 +60,21 @@ pub fn repo_plugin(name: &str) -> PathBuf {
     let plugins = repo_root().join("plugins");
     let dir = build_workspace(&plugins).unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.exists(), "no component {} after building {}", path.display(), plugins.display());
+    assert!(
+        path.exists(),
+        "no component {} after building {}",
+        path.display(),
+        plugins.display()
+    );
     path
 }
 
 /// The repository root (this crate lives in `host/testkit`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// A compilation cache shared by every test of a run (in the host's target dir),

@@ -97,9 +97,10 @@ impl CaseResult {
 
 /// Reads and parses a case file; the error names the file and what is wrong.
 pub fn load(path: &Path) -> Result<CaseFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: CaseFile =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: CaseFile = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
     for case in &file.cases {
         if case.events.len() != case.expect.len() {
             return Err(format!(
@@ -116,7 +117,10 @@ pub fn load(path: &Path) -> Result<CaseFile, String> {
 
 /// Runs every case against the plugin.
 pub fn run(plugin: &Plugin, file: &CaseFile, limits: &Limits) -> Vec<CaseResult> {
-    file.cases.iter().map(|case| run_case(plugin, case, limits)).collect()
+    file.cases
+        .iter()
+        .map(|case| run_case(plugin, case, limits))
+        .collect()
 }
 
 fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
@@ -138,7 +142,11 @@ fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
             };
         }
     };
-    let config: Vec<(String, String)> = case.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let config: Vec<(String, String)> = case
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let report = plugin.process(&config, &events, limits);
 
     let mut problems = Vec::new();
@@ -148,7 +156,10 @@ fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
     if let Some(max) = case.budget.max_micros
         && report.elapsed > Duration::from_micros(max)
     {
-        problems.push(format!("took {} µs, over the budget of {max} µs", report.elapsed.as_micros()));
+        problems.push(format!(
+            "took {} µs, over the budget of {max} µs",
+            report.elapsed.as_micros()
+        ));
     }
     if let Some(max) = case.budget.max_memory_bytes
         && report.peak_memory_bytes > max
@@ -180,42 +191,70 @@ fn compare(event: usize, expected: &Expected, actual: &Outcome, problems: &mut V
         (Expected::Enrich(want), Outcome::Enrich(got)) => diff_fields(event, want, got, problems),
         (Expected::Emit(want), Outcome::Emit(got)) => {
             if want.len() != got.len() {
-                problems.push(format!("event {event}: expected {} emitted records, got {}", want.len(), got.len()));
+                problems.push(format!(
+                    "event {event}: expected {} emitted records, got {}",
+                    want.len(),
+                    got.len()
+                ));
             }
             for (want, got) in want.iter().zip(got) {
                 diff_fields(event, want, got, problems);
             }
         }
         (Expected::Drop(want), Outcome::Drop(got)) if want != got => {
-            problems.push(format!("event {event}: expected drop reason {want:?}, got {got:?}"));
+            problems.push(format!(
+                "event {event}: expected drop reason {want:?}, got {got:?}"
+            ));
         }
-        (Expected::Reject { kind, message_contains }, Outcome::Reject(got)) => {
+        (
+            Expected::Reject {
+                kind,
+                message_contains,
+            },
+            Outcome::Reject(got),
+        ) => {
             if *kind != got.kind {
-                problems.push(format!("event {event}: expected a rejection of kind {kind:?}, got {got}"));
+                problems.push(format!(
+                    "event {event}: expected a rejection of kind {kind:?}, got {got}"
+                ));
             }
             if let Some(part) = message_contains
                 && !got.message.contains(part.as_str())
             {
-                problems.push(format!("event {event}: expected the rejection to mention {part:?}, got {got}"));
+                problems.push(format!(
+                    "event {event}: expected the rejection to mention {part:?}, got {got}"
+                ));
             }
         }
         (Expected::Drop(_), Outcome::Drop(_)) => {}
         (expected, actual) => {
-            problems.push(format!("event {event}: expected {expected:?}, got {}", describe(actual)));
+            problems.push(format!(
+                "event {event}: expected {expected:?}, got {}",
+                describe(actual)
+            ));
         }
     }
 }
 
 /// One line per differing field: missing, unexpected, or different.
-fn diff_fields(event: usize, want: &Map<String, Value>, got: &Map<String, Value>, problems: &mut Vec<String>) {
+fn diff_fields(
+    event: usize,
+    want: &Map<String, Value>,
+    got: &Map<String, Value>,
+    problems: &mut Vec<String>,
+) {
     let keys: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
     for key in keys {
         match (want.get(key), got.get(key)) {
-            (Some(w), Some(g)) if !json_eq(w, g) => {
-                problems.push(format!("event {event}: field `{key}`: expected {w}, got {g}"))
+            (Some(w), Some(g)) if !json_eq(w, g) => problems.push(format!(
+                "event {event}: field `{key}`: expected {w}, got {g}"
+            )),
+            (Some(w), None) => problems.push(format!(
+                "event {event}: field `{key}`: expected {w}, missing"
+            )),
+            (None, Some(g)) => {
+                problems.push(format!("event {event}: field `{key}`: unexpected, got {g}"))
             }
-            (Some(w), None) => problems.push(format!("event {event}: field `{key}`: expected {w}, missing")),
-            (None, Some(g)) => problems.push(format!("event {event}: field `{key}`: unexpected, got {g}")),
             _ => {}
         }
     }
@@ -225,9 +264,13 @@ fn diff_fields(event: usize, want: &Map<String, Value>, got: &Map<String, Value>
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -243,8 +286,14 @@ mod tests {
         assert!(json_eq(&json!({"a": [31]}), &json!({"a": [31.0]})));
         assert!(!json_eq(&json!({"a": 31}), &json!({"a": 31.5})));
         let mut problems = Vec::new();
-        let want = json!({"same": 1, "differs": "x", "missing": true}).as_object().unwrap().clone();
-        let got = json!({"same": 1.0, "differs": "y", "extra": null}).as_object().unwrap().clone();
+        let want = json!({"same": 1, "differs": "x", "missing": true})
+            .as_object()
+            .unwrap()
+            .clone();
+        let got = json!({"same": 1.0, "differs": "y", "extra": null})
+            .as_object()
+            .unwrap()
+            .clone();
         diff_fields(2, &want, &got, &mut problems);
         assert_eq!(
             problems,

@@ -18,7 +18,10 @@ pub struct Harness {
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let settings = RuntimeSettings { cache_dir: Some(crate::build::shared_cache_dir()), ..Default::default() };
+        let settings = RuntimeSettings {
+            cache_dir: Some(crate::build::shared_cache_dir()),
+            ..Default::default()
+        };
         Runtime::new(settings).expect("plugin runtime")
     })
 }
@@ -31,18 +34,30 @@ impl Harness {
         let plugin = runtime()
             .load_file(path)
             .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
-        Self { plugin, limits: Limits::default() }
+        Self {
+            plugin,
+            limits: Limits::default(),
+        }
     }
 
     /// Runs the payloads as one batch for `tenant` with `config`.
-    pub fn run_batch(&self, tenant: &str, config: &[(&str, &str)], payloads: &[Value]) -> BatchReport {
+    pub fn run_batch(
+        &self,
+        tenant: &str,
+        config: &[(&str, &str)],
+        payloads: &[Value],
+    ) -> BatchReport {
         let events: Vec<PluginEvent> = payloads
             .iter()
             .enumerate()
-            .map(|(i, p)| payload_event(p, tenant, i + 1, DEFAULT_TIME).unwrap_or_else(|e| panic!("{e}")))
+            .map(|(i, p)| {
+                payload_event(p, tenant, i + 1, DEFAULT_TIME).unwrap_or_else(|e| panic!("{e}"))
+            })
             .collect();
-        let config: Vec<(String, String)> =
-            config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let config: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         self.plugin.process(&config, &events, &self.limits)
     }
 
@@ -57,9 +72,16 @@ pub const DEFAULT_TIME: &str = "2024-01-15T10:31:00Z";
 
 /// The plugin event of a test payload: sequence number `sequence`, partition key
 /// `tenant`, arrival and processing time `time`.
-pub fn payload_event(payload: &Value, tenant: &str, sequence: usize, time: &str) -> Result<PluginEvent, String> {
+pub fn payload_event(
+    payload: &Value,
+    tenant: &str,
+    sequence: usize,
+    time: &str,
+) -> Result<PluginEvent, String> {
     let Value::Object(object) = payload else {
-        return Err(format!("test event {sequence} is not a JSON object: {payload}"));
+        return Err(format!(
+            "test event {sequence} is not a JSON object: {payload}"
+        ));
     };
     let sequence = sequence.to_string();
     let ctx = StreamContext {

@@ -41,7 +41,9 @@ fn one(event: &RawEvent, attack: &str) -> RawOutcome {
             let result = std::fs::read_to_string("/etc/passwd")
                 .map(|s| format!("read {} bytes", s.len()))
                 .unwrap_or_else(|e| format!("error: {e}"));
-            let listing = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string());
+            let listing = std::fs::read_dir("/")
+                .map(|d| d.count())
+                .map_err(|e| e.to_string());
             json!({ "file": result, "root_listing": format!("{listing:?}") })
         }
         "env" => json!({
@@ -64,7 +66,11 @@ fn one(event: &RawEvent, attack: &str) -> RawOutcome {
         }
         "log-flood" => {
             for i in 0..10_000 {
-                log(Level::Error, &"flood ".repeat(1000), &[("i".to_owned(), i.to_string())]);
+                log(
+                    Level::Error,
+                    &"flood ".repeat(1000),
+                    &[("i".to_owned(), i.to_string())],
+                );
             }
             json!({ "logged": 10_000 })
         }
@@ -109,7 +115,11 @@ impl Guest for Hostile {
                 _ => {}
             }
         }
-        Ok(events.iter().zip(&attacks).map(|(e, a)| one(e, a)).collect())
+        Ok(events
+            .iter()
+            .zip(&attacks)
+            .map(|(e, a)| one(e, a))
+            .collect())
     }
 }
 

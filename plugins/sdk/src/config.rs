@@ -15,7 +15,12 @@ impl Config {
 
     /// A configuration from key/value pairs, for a plugin's own unit tests.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        Self::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Self::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     /// The value of `key`, if set. When a key is repeated, the last value wins.

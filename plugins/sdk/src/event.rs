@@ -21,7 +21,11 @@ impl Event {
     pub fn for_test(payload: &str, event_time: &str) -> Self {
         let event_type = serde_json::from_str::<serde_json::Value>(payload)
             .ok()
-            .and_then(|v| v.get("event_type").and_then(|t| t.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                v.get("event_type")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         Self::new(RawEvent {
             payload: payload.to_owned(),
@@ -80,7 +84,10 @@ impl Event {
 
     /// The UTC date of the event, `YYYY-MM-DD`.
     pub fn event_date(&self) -> &str {
-        self.raw.event_time.get(..10).unwrap_or(&self.raw.event_time)
+        self.raw
+            .event_time
+            .get(..10)
+            .unwrap_or(&self.raw.event_time)
     }
 
     /// RFC 3339 UTC time the host gives this batch (the same for all its events).

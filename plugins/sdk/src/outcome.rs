@@ -45,15 +45,24 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(kind: RejectionKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn missing_field(field: &str) -> Self {
-        Self::new(RejectionKind::MissingField, format!("missing field `{field}`"))
+        Self::new(
+            RejectionKind::MissingField,
+            format!("missing field `{field}`"),
+        )
     }
 
     pub fn invalid_field(field: &str, expected: &str) -> Self {
-        Self::new(RejectionKind::InvalidField, format!("field `{field}`: expected {expected}"))
+        Self::new(
+            RejectionKind::InvalidField,
+            format!("field `{field}`: expected {expected}"),
+        )
     }
 
     pub(crate) fn from_json_error(err: serde_json::Error) -> Self {

@@ -42,9 +42,14 @@ impl Plugin for Metric {
         let low_max = config.parse_or("low_max", 10.0)?;
         let normal_max = config.parse_or("normal_max", 100.0)?;
         if !(0.0..=normal_max).contains(&low_max) {
-            return Err(format!("need 0 <= low_max <= normal_max, got {low_max} and {normal_max}"));
+            return Err(format!(
+                "need 0 <= low_max <= normal_max, got {low_max} and {normal_max}"
+            ));
         }
-        Ok(Self { low_max, normal_max })
+        Ok(Self {
+            low_max,
+            normal_max,
+        })
     }
 
     fn process(&self, event: &Event) -> Outcome {

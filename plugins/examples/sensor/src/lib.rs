@@ -69,16 +69,24 @@ impl Plugin for Sensor {
         let temp_min = config.parse_or("temp_min", -40.0)?;
         let temp_max = config.parse_or("temp_max", 85.0)?;
         if temp_min >= temp_max {
-            return Err(format!("need temp_min < temp_max, got {temp_min} and {temp_max}"));
+            return Err(format!(
+                "need temp_min < temp_max, got {temp_min} and {temp_max}"
+            ));
         }
         let fahrenheit = match config.get("units").unwrap_or("celsius") {
             "celsius" => false,
             "fahrenheit" => true,
             other => {
-                return Err(format!("config key `units`: `{other}`, expected celsius or fahrenheit"))
+                return Err(format!(
+                    "config key `units`: `{other}`, expected celsius or fahrenheit"
+                ));
             }
         };
-        Ok(Self { temp_min, temp_max, fahrenheit })
+        Ok(Self {
+            temp_min,
+            temp_max,
+            fahrenheit,
+        })
     }
 
     fn process(&self, event: &Event) -> Outcome {
@@ -86,12 +94,16 @@ impl Plugin for Sensor {
             Ok(p) => p,
             Err(rejection) => return Outcome::reject(rejection),
         };
-        let temperature_out_of_range = p.temperature < self.temp_min || p.temperature > self.temp_max;
+        let temperature_out_of_range =
+            p.temperature < self.temp_min || p.temperature > self.temp_max;
         let mut fields = Fields::new()
             .with("sensor_id", p.sensor_id)
             .with("reading_date", event.event_date())
             .with("temperature_out_of_range", temperature_out_of_range)
-            .with("humidity_out_of_range", !(0.0..=100.0).contains(&p.humidity))
+            .with(
+                "humidity_out_of_range",
+                !(0.0..=100.0).contains(&p.humidity),
+            )
             .with("comfort", comfort(p.temperature, p.humidity));
         if !temperature_out_of_range {
             fields.insert("heat_index_c", heat_index_c(p.temperature, p.humidity));

@@ -60,9 +60,8 @@ impl Plugin for SystemEvent {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let name = config.get("alert_min_severity").unwrap_or("error");
-        let alert_min_rank = rank_of_name(name).ok_or_else(|| {
-            format!("config key `alert_min_severity`: unknown severity `{name}`")
-        })?;
+        let alert_min_rank = rank_of_name(name)
+            .ok_or_else(|| format!("config key `alert_min_severity`: unknown severity `{name}`"))?;
         Ok(Self { alert_min_rank })
     }
 
@@ -82,7 +81,9 @@ impl Plugin for SystemEvent {
         let Some(rank) = rank else {
             return Outcome::reject(Rejection::new(
                 RejectionKind::InvalidField,
-                format!("field `severity`: unknown severity {raw}; use a name or a syslog number 0-7"),
+                format!(
+                    "field `severity`: unknown severity {raw}; use a name or a syslog number 0-7"
+                ),
             ));
         };
         Outcome::enrich(

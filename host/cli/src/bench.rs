@@ -1,0 +1,327 @@
+//! `weir bench`: throughput and footprint of the plugin platform, with figures.
+//!
+//! Prints, on one core:
+//! - the Python seed transformer (`bench/seed_transformer.py`) and
+//!   `weir plugin run` with the transaction plugin, each as a whole process on
+//!   the same generated events, and their ratio (target: Weir ≥ 6×);
+//! - the transaction enrichment in-process through the sandbox (limits on)
+//!   against the same logic compiled natively, both writing the same envelope
+//!   (target: WASM ≤ 1.3× the native time);
+//! - the per-batch instantiation cost, compile and cached-load times, and the
+//!   process's RSS with all example plugins loaded (target ≤ 40 MiB).
+//!
+//! Run it in release mode: `cargo run --release -p weir -- bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use weir_core::envelope::{self, EnvelopeContext, Original};
+use weir_core::{Outcome, PluginEvent, PluginRef, StreamContext};
+use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
+use weir_testkit::build;
+
+use crate::sample::Sampler;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Events per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Events per plugin invocation.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Skip the Python yardstick (when no python3 is installed).
+    #[arg(long)]
+    no_python: bool,
+}
+
+const EXAMPLES: [&str; 5] = [
+    "transaction",
+    "user_action",
+    "metric",
+    "system_event",
+    "sensor",
+];
+const PROCESSED: &str = "2024-01-15T11:00:00Z";
+
+pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build; run `cargo run --release -p weir -- bench` for real figures"
+        );
+    }
+    let root = build::repo_root();
+    eprintln!("building the example plugins ...");
+    let wasm_dir = build::build_workspace(&root.join("plugins")).map_err(anyhow::Error::msg)?;
+    let wasm = |name: &str| wasm_dir.join(format!("{name}.wasm"));
+
+    // Footprint first, before the benchmark's own data inflates the process.
+    let rss_before = rss_bytes();
+    let cache = cache_dir.unwrap_or_else(|| root.join("target").join("weir-bench-cache"));
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(cache),
+        ..Default::default()
+    })?;
+    let uncached = Runtime::new(RuntimeSettings::default())?;
+    let mut plugins = Vec::new();
+    let (mut compile, mut cached_load) = (Duration::ZERO, Duration::ZERO);
+    for name in EXAMPLES {
+        let bytes = std::fs::read(wasm(name)).with_context(|| format!("reading {name}.wasm"))?;
+        runtime.load(&bytes)?; // warm the cache
+        let t = Instant::now();
+        drop(uncached.load(&bytes)?);
+        compile += t.elapsed();
+        let t = Instant::now();
+        plugins.push(runtime.load(&bytes)?);
+        cached_load += t.elapsed();
+    }
+    drop(uncached);
+    let rss_loaded = rss_bytes();
+
+    println!("== footprint");
+    println!(
+        "compile, per plugin (no cache)          {:>10.2} ms",
+        ms(compile) / 5.0
+    );
+    println!(
+        "load from the compiled cache, per plugin {:>9.3} ms (includes describe)",
+        ms(cached_load) / 5.0
+    );
+    println!(
+        "RSS before loading                      {:>10.1} MiB",
+        mib(rss_before)
+    );
+    println!(
+        "RSS, all 5 example plugins loaded, idle {:>10.1} MiB   (target <= 40)",
+        mib(rss_loaded)
+    );
+
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("transactions.jsonl");
+    let mut sampler = Sampler::new(7);
+    let lines: Vec<String> = (0..args.events)
+        .map(|_| sampler.event("transaction").to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let mb = std::fs::metadata(&input)?.len() as f64 / 1e6;
+    println!(
+        "\n== whole process, {} transaction events ({mb:.1} MB), one core",
+        args.events
+    );
+
+    let weir_secs = time_process(
+        Command::new(std::env::current_exe()?)
+            .args(["plugin", "run", "--processing-time", PROCESSED, "--input"])
+            .arg(&input)
+            .arg(wasm("transaction")),
+        &dir.path().join("weir-out.jsonl"),
+    )?;
+    let weir_rate = args.events as f64 / weir_secs;
+    println!(
+        "weir plugin run (transaction.wasm)      {:>10.0} events/s  {:>6.1} MB/s",
+        weir_rate,
+        mb / weir_secs
+    );
+    if !args.no_python {
+        let python_secs = time_process(
+            Command::new("python3")
+                .arg(root.join("bench/seed_transformer.py"))
+                .arg(&input)
+                .arg(dir.path().join("py-out.jsonl")),
+            Path::new("/dev/null"),
+        )?;
+        let python_rate = args.events as f64 / python_secs;
+        println!(
+            "python seed transformer                 {:>10.0} events/s  {:>6.1} MB/s",
+            python_rate,
+            mb / python_secs
+        );
+        println!(
+            "weir / python                           {:>10.1}x          (target >= 6x)",
+            weir_rate / python_rate
+        );
+    }
+
+    println!("\n== in process, batches of {}, best of 3", args.batch_size);
+    let parsed: Vec<(String, Map<String, Value>)> = lines
+        .into_iter()
+        .map(|l| {
+            let Ok(Value::Object(o)) = serde_json::from_str(&l) else {
+                unreachable!("samples are objects")
+            };
+            (l, o)
+        })
+        .collect();
+    let transaction = &plugins[0];
+    let limits = Limits::default();
+    let (wasm_time, instantiate) = best_of_3(|| {
+        enrich_all(
+            &parsed,
+            args.batch_size,
+            Enrichment::Sandboxed(transaction, &limits),
+        )
+    });
+    let (native_time, _) = best_of_3(|| enrich_all(&parsed, args.batch_size, Enrichment::Native));
+    let n = parsed.len() as f64;
+    println!(
+        "sandboxed (wasm, limits on)             {:>10.0} events/s  {:>6.2} µs/event",
+        n / wasm_time.as_secs_f64(),
+        us(wasm_time) / n
+    );
+    println!(
+        "native, same logic                      {:>10.0} events/s  {:>6.2} µs/event",
+        n / native_time.as_secs_f64(),
+        us(native_time) / n
+    );
+    println!(
+        "wasm / native time                      {:>10.2}x          (target <= 1.3x)",
+        wasm_time.as_secs_f64() / native_time.as_secs_f64()
+    );
+    let batches = parsed.len().div_ceil(args.batch_size) as f64;
+    println!(
+        "instantiate, per batch                  {:>10.1} µs",
+        us(instantiate) / batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a command to completion with stdout to `out`; its wall time in seconds.
+fn time_process(command: &mut Command, out: &Path) -> anyhow::Result<f64> {
+    let stdout = std::fs::File::create(out)?;
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(secs)
+}
+
+/// How the events are enriched.
+enum Enrichment<'a> {
+    Sandboxed(&'a Plugin, &'a Limits),
+    Native,
+}
+
+/// Enriches every event and writes the envelopes, as `plugin run` does; returns
+/// the total time and the time spent instantiating.
+fn enrich_all(
+    parsed: &[(String, Map<String, Value>)],
+    batch_size: usize,
+    enrichment: Enrichment<'_>,
+) -> (Duration, Duration) {
+    let plugin_ref = PluginRef {
+        name: "transaction".into(),
+        version: "1.0.0".into(),
+    };
+    let ctx = EnvelopeContext {
+        source: "bench",
+        shard_id: "input",
+        processed_timestamp: PROCESSED,
+        plugin: Some(&plugin_ref),
+    };
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut instantiate = Duration::ZERO;
+    let started = Instant::now();
+    for (b, chunk) in parsed.chunks(batch_size).enumerate() {
+        let events: Vec<PluginEvent> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (text, object))| {
+                let seq = (b * batch_size + i).to_string();
+                let stream = StreamContext {
+                    tenant: "default",
+                    partition_key: "default",
+                    sequence_number: &seq,
+                    arrival_time: PROCESSED,
+                    processing_time: PROCESSED,
+                };
+                PluginEvent::from_payload(text, object, stream).expect("valid sample")
+            })
+            .collect();
+        let outcomes = match enrichment {
+            Enrichment::Sandboxed(plugin, limits) => {
+                let report = plugin.process(&[], &events, limits);
+                instantiate += report.instantiate;
+                report.outcomes
+            }
+            Enrichment::Native => events.iter().map(native_transaction).collect(),
+        };
+        for (((text, object), event), outcome) in chunk.iter().zip(&events).zip(&outcomes) {
+            let original = Original {
+                text,
+                object,
+                sequence_number: &event.sequence_number,
+            };
+            envelope::write_outcome(&mut out, original, outcome, ctx);
+        }
+        out.clear();
+    }
+    (started.elapsed(), instantiate)
+}
+
+fn best_of_3(mut f: impl FnMut() -> (Duration, Duration)) -> (Duration, Duration) {
+    (0..3)
+        .map(|_| f())
+        .min_by_key(|(total, _)| *total)
+        .unwrap_or_default()
+}
+
+/// The transaction plugin's rules, compiled natively: the yardstick of the
+/// sandbox's overhead (plugins/examples/transaction holds the real plugin).
+fn native_transaction(event: &PluginEvent) -> Outcome {
+    #[derive(Deserialize)]
+    struct Payload<'a> {
+        amount: f64,
+        #[serde(borrow, default)]
+        currency: Option<&'a str>,
+    }
+    let Ok(p) = serde_json::from_str::<Payload>(&event.payload) else {
+        return Outcome::Drop("bench events are valid".into());
+    };
+    let category = match p.amount {
+        a if a < 10.0 => "micro",
+        a if a < 100.0 => "small",
+        a if a < 1000.0 => "medium",
+        _ => "large",
+    };
+    let mut fields = Map::new();
+    fields.insert("transaction_date".into(), event.event_time[..10].into());
+    fields.insert("amount_category".into(), category.into());
+    fields.insert("is_high_value".into(), (p.amount > 1000.0).into());
+    if p.currency.is_none() {
+        fields.insert("currency".into(), "USD".into());
+    }
+    Outcome::Enrich(fields)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
