@@ -72,6 +72,15 @@ pub struct Original<'a> {
     pub sequence_number: &'a str,
 }
 
+impl<'a> Original<'a> {
+    /// The original's text when it can be copied as is: one line, one object.
+    fn verbatim(&self) -> Option<&'a str> {
+        let text = self.text.trim();
+        let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
+        (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
+    }
+}
+
 /// Appends one enriched line: `enriched_data` is the original object with the
 /// plugin's `added` fields merged over it.
 pub fn write_enriched(
@@ -82,22 +91,45 @@ pub fn write_enriched(
     ctx: EnvelopeContext<'_>,
 ) {
     write_head(out, original);
-    out.extend_from_slice(b",\"enriched_data\":{");
-    let mut first = true;
-    let kept = original
-        .object
-        .iter()
-        .filter(|(k, _)| !added.contains_key(*k));
-    for (key, value) in kept.chain(added.iter()) {
-        if !first {
-            out.push(b',');
+    out.extend_from_slice(b",\"enriched_data\":");
+    let collides = added.keys().any(|k| original.object.contains_key(k));
+    match original.verbatim() {
+        // The common case: copy the original's bytes and append the added
+        // fields before its closing brace, instead of re-serialising it.
+        Some(text) if !collides => {
+            let body = text[..text.len() - 1].trim_end();
+            out.extend_from_slice(body.as_bytes());
+            let mut first = original.object.is_empty();
+            for (key, value) in added {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json(out, key);
+                out.push(b':');
+                write_json(out, value);
+            }
+            out.push(b'}');
         }
-        first = false;
-        write_json(out, key);
-        out.push(b':');
-        write_json(out, value);
+        _ => {
+            out.push(b'{');
+            let mut first = true;
+            let kept = original
+                .object
+                .iter()
+                .filter(|(k, _)| !added.contains_key(*k));
+            for (key, value) in kept.chain(added.iter()) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json(out, key);
+                out.push(b':');
+                write_json(out, value);
+            }
+            out.push(b'}');
+        }
     }
-    out.push(b'}');
     write_tail(out, original, record_id, ctx);
 }
 
@@ -142,10 +174,9 @@ pub fn write_outcome(
 
 fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     out.extend_from_slice(b"{\"original_data\":");
-    if original.text.bytes().any(|b| b == b'\n' || b == b'\r') {
-        write_json(out, original.object);
-    } else {
-        out.extend_from_slice(original.text.trim().as_bytes());
+    match original.verbatim() {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => write_json(out, original.object),
     }
 }
 
@@ -250,6 +281,42 @@ mod tests {
         assert_eq!(line["original_data"]["a"], 1);
         assert_eq!(line["enriched_data"], json!({"b": 2}));
         assert_eq!(line["metadata"]["plugin"], Value::Null);
+    }
+
+    #[test]
+    fn verbatim_originals_are_spliced_and_collisions_re_serialised() {
+        let ctx = EnvelopeContext {
+            source: "s",
+            shard_id: "x",
+            processed_timestamp: "t",
+            plugin: None,
+        };
+        for (text, added, expected) in [
+            (
+                r#"{"a":1, "b":"x"}"#,
+                json!({"c": true}),
+                json!({"a": 1, "b": "x", "c": true}),
+            ),
+            (r#"{ }"#, json!({"c": 1}), json!({"c": 1})),
+            (r#"{"a":1}"#, json!({}), json!({"a": 1})),
+            (
+                r#"{"a":1,"b":2}"#,
+                json!({"a": "new"}),
+                json!({"a": "new", "b": 2}),
+            ),
+        ] {
+            let obj = object(serde_json::from_str(text).unwrap());
+            let mut out = Vec::new();
+            let original = Original {
+                text,
+                object: &obj,
+                sequence_number: "1",
+            };
+            write_enriched(&mut out, original, &object(added), "id", ctx);
+            let line: Value =
+                serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(line["enriched_data"], expected, "{text}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub(crate) mod v0_1 {
 pub(crate) use v0_1::EnricherPluginPre;
 pub(crate) use v0_1::weir::plugin::log::Level as LogLevel;
 pub(crate) use v0_1::weir::plugin::types::{
-    Event as WitEvent, Outcome as WitOutcome, PluginInfo as WitPluginInfo,
+    Batch as WitBatch, Event as WitEvent, Outcome as WitOutcome, PluginInfo as WitPluginInfo,
     RejectionKind as WitRejectionKind,
 };
 
@@ -21,13 +21,23 @@ impl From<&PluginEvent> for WitEvent {
     fn from(e: &PluginEvent) -> Self {
         WitEvent {
             payload: e.payload.clone(),
-            event_type: e.event_type.clone(),
-            tenant: e.tenant.clone(),
             partition_key: e.partition_key.clone(),
             sequence_number: e.sequence_number.clone(),
             arrival_time: e.arrival_time.clone(),
             event_time: e.event_time.clone(),
-            processing_time: e.processing_time.clone(),
+        }
+    }
+}
+
+impl WitBatch {
+    /// The batch record of events that share `first`'s tenant, event type and
+    /// processing time.
+    pub(crate) fn of(first: &PluginEvent, config: &[(String, String)]) -> Self {
+        WitBatch {
+            tenant: first.tenant.clone(),
+            event_type: first.event_type.clone(),
+            processing_time: first.processing_time.clone(),
+            config: config.to_vec(),
         }
     }
 }

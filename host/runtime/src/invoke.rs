@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use wasmtime::{Store, Trap};
 use weir_core::{Outcome, PluginEvent, Rejection, RejectionKind};
 
-use crate::bindings::{EnricherPluginPre, WitEvent, WitOutcome, WitPluginInfo};
+use crate::bindings::{EnricherPluginPre, WitBatch, WitEvent, WitOutcome, WitPluginInfo};
 use crate::sandbox::{LogSink, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
@@ -114,10 +114,42 @@ fn new_store(runtime: &Runtime, limits: &Limits, now: Duration, plugin: String) 
 }
 
 impl Plugin {
-    /// Runs a batch. `config` is the tenant's configuration; all events share
-    /// one processing time (that of the first event). Never fails: whatever
-    /// goes wrong becomes rejections, and the host goes on.
+    /// Runs a batch. `config` is the tenant's configuration. Never fails:
+    /// whatever goes wrong becomes rejections, and the host goes on.
+    ///
+    /// The contract gives a plugin batches of one tenant, event type and
+    /// processing time; events that differ are split into runs of those, in
+    /// order, and the plugin is called once per run.
     pub fn process(
+        &self,
+        config: &[(String, String)],
+        events: &[PluginEvent],
+        limits: &Limits,
+    ) -> BatchReport {
+        let mut runs = events.chunk_by(|a, b| {
+            a.tenant == b.tenant
+                && a.event_type == b.event_type
+                && a.processing_time == b.processing_time
+        });
+        let Some(first) = runs.next() else {
+            return self.invoke(config, events, limits);
+        };
+        let mut report = self.invoke(config, first, limits);
+        for run in runs {
+            let next = self.invoke(config, run, limits);
+            report.outcomes.extend(next.outcomes);
+            report.fault = report.fault.or(next.fault);
+            report.elapsed += next.elapsed;
+            report.instantiate += next.instantiate;
+            report.peak_memory_bytes = report.peak_memory_bytes.max(next.peak_memory_bytes);
+            report.log_lines_dropped += next.log_lines_dropped;
+        }
+        report
+    }
+
+    /// One call of the plugin, on events that share a tenant, event type and
+    /// processing time.
+    fn invoke(
         &self,
         config: &[(String, String)],
         events: &[PluginEvent],
@@ -144,12 +176,16 @@ impl Plugin {
         let mut store = new_store(&self.inner.runtime, limits, now, self.inner.label.clone());
         let result = self.inner.pre.instantiate(&mut store).map(|instance| {
             let instantiated = started.elapsed();
-            let wit_events: Vec<WitEvent> = events.iter().map(WitEvent::from).collect();
-            let called = instance.weir_plugin_enricher().call_process(
-                &mut store,
-                &config.to_vec(),
-                &wit_events,
-            );
+            let called = match events.first() {
+                Some(first) => {
+                    let batch = WitBatch::of(first, config);
+                    let wit_events: Vec<WitEvent> = events.iter().map(WitEvent::from).collect();
+                    instance
+                        .weir_plugin_enricher()
+                        .call_process(&mut store, &batch, &wit_events)
+                }
+                None => Ok(Ok(Vec::new())),
+            };
             (instantiated, called)
         });
         let (instantiate, called) = match result {

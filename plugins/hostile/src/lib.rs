@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use weir_plugin_sdk::__private::bindings::weir::plugin::log::{Level, log};
 use weir_plugin_sdk::__private::{
-    Guest, RawConfig, RawEvent, RawInfo, RawOutcome, bindings, export_enricher,
+    Guest, RawBatch, RawEvent, RawInfo, RawOutcome, bindings, export_enricher,
 };
 use weir_plugin_sdk::json;
 
@@ -92,7 +92,7 @@ impl Guest for Hostile {
         }
     }
 
-    fn process(_config: RawConfig, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
+    fn process(_batch: RawBatch, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
         let attacks: Vec<String> = events.iter().map(attack_of).collect();
         for attack in &attacks {
             match attack.as_str() {

@@ -1,19 +1,30 @@
 //! A typed view of one input event.
 
+use std::rc::Rc;
+
 use serde::Deserialize;
 
 use crate::__private::RawEvent;
 use crate::outcome::Rejection;
 
+/// What the events of one batch share.
+#[derive(Debug)]
+pub(crate) struct BatchInfo {
+    pub(crate) tenant: String,
+    pub(crate) event_type: String,
+    pub(crate) processing_time: String,
+}
+
 /// One stream record, decoded and validated by the host.
 #[derive(Debug)]
 pub struct Event {
     raw: RawEvent,
+    batch: Rc<BatchInfo>,
 }
 
 impl Event {
-    pub(crate) fn new(raw: RawEvent) -> Self {
-        Self { raw }
+    pub(crate) fn new(raw: RawEvent, batch: Rc<BatchInfo>) -> Self {
+        Self { raw, batch }
     }
 
     /// An event for a plugin's own unit tests: `payload` with the given event
@@ -27,16 +38,19 @@ impl Event {
                     .map(str::to_owned)
             })
             .unwrap_or_default();
-        Self::new(RawEvent {
-            payload: payload.to_owned(),
-            event_type,
+        let batch = BatchInfo {
             tenant: "default".to_owned(),
+            event_type,
+            processing_time: event_time.to_owned(),
+        };
+        let raw = RawEvent {
+            payload: payload.to_owned(),
             partition_key: "test".to_owned(),
             sequence_number: "1".to_owned(),
             arrival_time: event_time.to_owned(),
             event_time: event_time.to_owned(),
-            processing_time: event_time.to_owned(),
-        })
+        };
+        Self::new(raw, Rc::new(batch))
     }
 
     /// The record's JSON object as the producer sent it.
@@ -57,11 +71,11 @@ impl Event {
     }
 
     pub fn event_type(&self) -> &str {
-        &self.raw.event_type
+        &self.batch.event_type
     }
 
     pub fn tenant(&self) -> &str {
-        &self.raw.tenant
+        &self.batch.tenant
     }
 
     pub fn partition_key(&self) -> &str {
@@ -92,6 +106,6 @@ impl Event {
 
     /// RFC 3339 UTC time the host gives this batch (the same for all its events).
     pub fn processing_time(&self) -> &str {
-        &self.raw.processing_time
+        &self.batch.processing_time
     }
 }

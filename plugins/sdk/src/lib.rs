@@ -29,7 +29,7 @@
 extern crate self as weir_plugin_sdk;
 
 mod config;
-mod event;
+pub(crate) mod event;
 pub mod log;
 mod outcome;
 
@@ -103,13 +103,13 @@ macro_rules! export_plugin {
             }
 
             fn process(
-                config: $crate::__private::RawConfig,
+                batch: $crate::__private::RawBatch,
                 events: ::std::vec::Vec<$crate::__private::RawEvent>,
             ) -> ::std::result::Result<
                 ::std::vec::Vec<$crate::__private::RawOutcome>,
                 ::std::string::String,
             > {
-                $crate::__private::process::<$plugin>(config, events)
+                $crate::__private::process::<$plugin>(batch, events)
             }
         }
 
@@ -125,15 +125,13 @@ pub mod __private {
     pub use crate::bindings::export_enricher;
     pub use crate::bindings::exports::weir::plugin::enricher::Guest;
     pub use crate::bindings::weir::plugin::types::{
-        Event as RawEvent, Outcome as RawOutcome, PluginInfo as RawInfo,
+        Batch as RawBatch, Event as RawEvent, Outcome as RawOutcome, PluginInfo as RawInfo,
     };
     pub use wit_bindgen;
 
     pub mod bindings {
         pub use crate::bindings::*;
     }
-
-    pub type RawConfig = Vec<(String, String)>;
 
     pub fn describe<P: crate::Plugin>() -> RawInfo {
         let info = P::info();
@@ -148,14 +146,23 @@ pub mod __private {
     }
 
     pub fn process<P: crate::Plugin>(
-        config: RawConfig,
+        batch: RawBatch,
         events: Vec<RawEvent>,
     ) -> Result<Vec<RawOutcome>, String> {
-        let config = crate::Config::new(config);
+        let config = crate::Config::new(batch.config);
         let plugin = P::configure(&config).map_err(|why| format!("bad config: {why}"))?;
+        let shared = std::rc::Rc::new(crate::event::BatchInfo {
+            tenant: batch.tenant,
+            event_type: batch.event_type,
+            processing_time: batch.processing_time,
+        });
         Ok(events
             .into_iter()
-            .map(|raw| plugin.process(&crate::Event::new(raw)).into_raw())
+            .map(|raw| {
+                plugin
+                    .process(&crate::Event::new(raw, shared.clone()))
+                    .into_raw()
+            })
             .collect())
     }
 }

@@ -1,13 +1,34 @@
 //! What becomes of an event: enriched, emitted, dropped or rejected.
 
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::__private::RawOutcome;
 use crate::bindings::weir::plugin::types::{Rejection as RawRejection, RejectionKind as RawKind};
 
-/// The fields a plugin adds to a record. The host merges them into `enriched_data`.
-#[derive(Debug, Clone, Default)]
-pub struct Fields(Map<String, Value>);
+/// The fields a plugin adds to a record. The host merges them into
+/// `enriched_data`; when a key is added twice, the later value wins.
+///
+/// Fields are written straight to JSON text as they are added: no map, no
+/// intermediate values, one allocation per event.
+#[derive(Clone)]
+pub struct Fields {
+    json: Vec<u8>,
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fields({})", self.to_value())
+    }
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        let mut json = Vec::with_capacity(128);
+        json.push(b'{');
+        Self { json }
+    }
+}
 
 impl Fields {
     pub fn new() -> Self {
@@ -15,14 +36,38 @@ impl Fields {
     }
 
     /// Add a field (builder style).
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.0.insert(key.to_owned(), value.into());
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        self.insert(key, value);
         self
     }
 
-    /// Add a field.
-    pub fn insert(&mut self, key: &str, value: impl Into<Value>) {
-        self.0.insert(key.to_owned(), value.into());
+    /// Add a field. A value that cannot be serialised (a map with non-string
+    /// keys) becomes `null`.
+    pub fn insert(&mut self, key: &str, value: impl Serialize) {
+        if self.json.len() > 1 {
+            self.json.push(b',');
+        }
+        // Writing JSON into a Vec cannot fail for a string key.
+        let _ = serde_json::to_writer(&mut self.json, key);
+        self.json.push(b':');
+        let mark = self.json.len();
+        if serde_json::to_writer(&mut self.json, &value).is_err() {
+            self.json.truncate(mark);
+            self.json.extend_from_slice(b"null");
+        }
+    }
+
+    /// The fields as a JSON object: for a plugin's own unit tests.
+    pub fn to_value(&self) -> Value {
+        let mut json = self.json.clone();
+        json.push(b'}');
+        serde_json::from_slice(&json).unwrap_or(Value::Null)
+    }
+
+    pub(crate) fn into_json(mut self) -> String {
+        self.json.push(b'}');
+        // serde_json writes UTF-8 only, so this conversion always succeeds.
+        String::from_utf8(self.json).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 
@@ -110,7 +155,7 @@ impl Outcome {
 
     pub(crate) fn into_raw(self) -> RawOutcome {
         match self {
-            Outcome::Enrich(fields) => RawOutcome::Enrich(Value::Object(fields.0).to_string()),
+            Outcome::Enrich(fields) => RawOutcome::Enrich(fields.into_json()),
             Outcome::Emit(records) => {
                 RawOutcome::Emit(records.iter().map(Value::to_string).collect())
             }
