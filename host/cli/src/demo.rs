@@ -45,6 +45,9 @@ pub struct Args {
     out: PathBuf,
 }
 
+/// A record's text and its parsed object.
+type Record = (String, Map<String, Value>);
+
 #[derive(Debug, Default)]
 struct Counts {
     events: u64,
@@ -120,7 +123,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
 
     // Generate the events, grouped per (tenant, event type) as a batch would be.
     let mut sampler = Sampler::new(42);
-    let mut groups: BTreeMap<(&str, &str), Vec<(String, Map<String, Value>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<Record>> = BTreeMap::new();
     for i in 0..args.events {
         let mut event = sampler.any();
         let event_type = EVENT_TYPES

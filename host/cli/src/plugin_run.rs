@@ -209,7 +209,14 @@ impl Runner<'_> {
                 sequence_number: &event.sequence_number,
             };
             match outcome {
-                Outcome::Enrich(_) | Outcome::Emit(_) => {
+                Outcome::Enrich(_) => {
+                    // One line: write the marker around it in place.
+                    out.extend_from_slice(b"{\"output\":");
+                    totals.outputs += envelope::write_outcome(out, original, outcome, ctx) as u64;
+                    out.pop(); // the envelope's newline
+                    out.extend_from_slice(b"}\n");
+                }
+                Outcome::Emit(_) => {
                     lines.clear();
                     totals.outputs +=
                         envelope::write_outcome(&mut lines, original, outcome, ctx) as u64;

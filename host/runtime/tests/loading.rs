@@ -14,9 +14,13 @@ fn runtime(settings: RuntimeSettings) -> Runtime {
 }
 
 fn event(payload: serde_json::Value) -> PluginEvent {
+    event_of("t", payload)
+}
+
+fn event_of(tenant: &str, payload: serde_json::Value) -> PluginEvent {
     let text = payload.to_string();
     let ctx = StreamContext {
-        tenant: "t",
+        tenant,
         partition_key: "p",
         sequence_number: "1",
         arrival_time: "2024-01-15T10:30:00Z",
@@ -200,4 +204,29 @@ fn routing_prefers_the_tenant_then_the_default_then_passes_through() {
         router.resolve("acme", "page_view"),
         Route::PassThrough
     ));
+}
+
+#[test]
+fn a_mixed_call_reaches_the_plugin_as_homogeneous_batches_in_order() {
+    let plugin = runtime(RuntimeSettings::default())
+        .load_file(repo_plugin("hostile"))
+        .unwrap();
+    let events: Vec<PluginEvent> = ["a", "a", "b", "a"]
+        .iter()
+        .map(|t| event_of(t, json!({"event_type": "hostile"})))
+        .collect();
+    let report = plugin.process(&[], &events, &Limits::default());
+    let tenants: Vec<&str> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Enrich(f) => f["tenant"].as_str().unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        tenants,
+        ["a", "a", "b", "a"],
+        "each run saw its own tenant, in order"
+    );
 }

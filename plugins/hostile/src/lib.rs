@@ -32,7 +32,7 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + frame[3]
 }
 
-fn one(event: &RawEvent, attack: &str) -> RawOutcome {
+fn one(batch: &RawBatch, event: &RawEvent, attack: &str) -> RawOutcome {
     let fields = match attack {
         "huge-output" => json!({ "blob": "x".repeat(4 << 20) }),
         "invalid-json" => return RawOutcome::Enrich("{not json".to_owned()),
@@ -75,7 +75,7 @@ fn one(event: &RawEvent, attack: &str) -> RawOutcome {
             json!({ "logged": 10_000 })
         }
         "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
-        _ => json!({ "ok": true, "sequence": event.sequence_number }),
+        _ => json!({ "ok": true, "sequence": event.sequence_number, "tenant": batch.tenant }),
     };
     RawOutcome::Enrich(fields.to_string())
 }
@@ -92,7 +92,7 @@ impl Guest for Hostile {
         }
     }
 
-    fn process(_batch: RawBatch, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
+    fn process(batch: RawBatch, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
         let attacks: Vec<String> = events.iter().map(attack_of).collect();
         for attack in &attacks {
             match attack.as_str() {
@@ -118,7 +118,7 @@ impl Guest for Hostile {
         Ok(events
             .iter()
             .zip(&attacks)
-            .map(|(e, a)| one(e, a))
+            .map(|(e, a)| one(&batch, e, a))
             .collect())
     }
 }
