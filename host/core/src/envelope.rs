@@ -97,37 +97,16 @@ pub fn write_enriched(
         // The common case: copy the original's bytes and append the added
         // fields before its closing brace, instead of re-serialising it.
         Some(text) if !collides => {
-            let body = text[..text.len() - 1].trim_end();
-            out.extend_from_slice(body.as_bytes());
-            let mut first = original.object.is_empty();
-            for (key, value) in added {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_json(out, key);
-                out.push(b':');
-                write_json(out, value);
-            }
-            out.push(b'}');
+            out.extend_from_slice(text[..text.len() - 1].trim_end().as_bytes());
+            write_members(out, added.iter(), original.object.is_empty());
         }
         _ => {
             out.push(b'{');
-            let mut first = true;
             let kept = original
                 .object
                 .iter()
                 .filter(|(k, _)| !added.contains_key(*k));
-            for (key, value) in kept.chain(added.iter()) {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_json(out, key);
-                out.push(b':');
-                write_json(out, value);
-            }
-            out.push(b'}');
+            write_members(out, kept.chain(added.iter()), true);
         }
     }
     write_tail(out, original, record_id, ctx);
@@ -170,6 +149,25 @@ pub fn write_outcome(
         }
         crate::Outcome::Drop(_) | crate::Outcome::Reject(_) => 0,
     }
+}
+
+/// Appends `"key":value` members separated by commas, then the closing brace.
+/// `first`: whether nothing precedes them inside the object.
+fn write_members<'m>(
+    out: &mut Vec<u8>,
+    members: impl Iterator<Item = (&'m String, &'m Value)>,
+    mut first: bool,
+) {
+    for (key, value) in members {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json(out, key);
+        out.push(b':');
+        write_json(out, value);
+    }
+    out.push(b'}');
 }
 
 fn write_head(out: &mut Vec<u8>, original: Original<'_>) {

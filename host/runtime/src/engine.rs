@@ -120,7 +120,8 @@ impl Runtime {
         };
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), settings.epoch_tick, ticker_stop.clone());
+        spawn_epoch_ticker(engine.clone(), settings.epoch_tick, ticker_stop.clone())
+            .map_err(LoadError::Ticker)?;
 
         Ok(Self {
             inner: Arc::new(RuntimeInner {
@@ -190,20 +191,22 @@ fn check_component_preamble(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn spawn_epoch_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
+/// Without a ticker, deadlines never fire and a looping plugin would hang its
+/// batch, so a runtime without one is not started.
+fn spawn_epoch_ticker(
+    engine: Engine,
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
         .name("weir-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 engine.increment_epoch();
             }
-        });
-    if let Err(e) = spawned {
-        // Without a ticker, deadlines never fire: a plugin that loops would hang
-        // its batch. Fail loudly at start-up instead.
-        panic!("cannot start the epoch ticker thread: {e}");
-    }
+        })?;
+    Ok(())
 }
 
 pub(crate) fn hex_sha256(bytes: &[u8]) -> String {

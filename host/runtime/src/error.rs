@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-/// A plugin the host refuses to load. Each message says what is wrong and what
-/// to do about it.
+/// A plugin the host refuses to load (or a runtime that cannot start). Each
+/// message says what is wrong and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin file {path}: {source}")]
@@ -41,6 +41,9 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    #[error("cannot start the epoch ticker thread that enforces CPU limits: {0}")]
+    Ticker(std::io::Error),
 
     #[error("wasmtime refused the component: {0:#}")]
     Wasmtime(wasmtime::Error),

@@ -132,7 +132,14 @@ impl Plugin {
                 && a.processing_time == b.processing_time
         });
         let Some(first) = runs.next() else {
-            return self.invoke(config, events, limits);
+            return BatchReport {
+                outcomes: Vec::new(),
+                fault: None,
+                elapsed: Duration::ZERO,
+                instantiate: Duration::ZERO,
+                peak_memory_bytes: 0,
+                log_lines_dropped: 0,
+            };
         };
         let mut report = self.invoke(config, first, limits);
         for run in runs {

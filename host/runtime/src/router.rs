@@ -38,10 +38,17 @@ impl<'a> Route<'a> {
     }
 }
 
+/// Bindings by event type, then by tenant (`None`: the event type's default).
+/// Lookups borrow the record's strings: no allocation per record.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    tenant: HashMap<(String, String), Arc<Binding>>,
-    default: HashMap<String, Arc<Binding>>,
+    by_event_type: HashMap<String, EventTypeBindings>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct EventTypeBindings {
+    tenants: HashMap<String, Arc<Binding>>,
+    default: Option<Arc<Binding>>,
 }
 
 impl Router {
@@ -52,27 +59,24 @@ impl Router {
     /// Binds `event_type` for `tenant`, or for every tenant without a binding of
     /// its own when `tenant` is `None`. Replaces any earlier binding.
     pub fn bind(&mut self, tenant: Option<&str>, event_type: &str, binding: Binding) {
+        let bindings = self.by_event_type.entry(event_type.to_owned()).or_default();
         let binding = Arc::new(binding);
         match tenant {
             Some(t) => {
-                self.tenant
-                    .insert((t.to_owned(), event_type.to_owned()), binding);
+                bindings.tenants.insert(t.to_owned(), binding);
             }
-            None => {
-                self.default.insert(event_type.to_owned(), binding);
-            }
+            None => bindings.default = Some(binding),
         }
     }
 
     pub fn resolve(&self, tenant: &str, event_type: &str) -> Route<'_> {
-        // A borrowed tuple key would need an allocation-free lookup type; the
-        // two short strings cost less than the hashing.
-        if let Some(b) = self.tenant.get(&(tenant.to_owned(), event_type.to_owned())) {
-            return Route::Tenant(b);
-        }
-        match self.default.get(event_type) {
-            Some(b) => Route::Default(b),
-            None => Route::PassThrough,
+        let Some(bindings) = self.by_event_type.get(event_type) else {
+            return Route::PassThrough;
+        };
+        match (bindings.tenants.get(tenant), &bindings.default) {
+            (Some(b), _) => Route::Tenant(b),
+            (None, Some(b)) => Route::Default(b),
+            (None, None) => Route::PassThrough,
         }
     }
 }
