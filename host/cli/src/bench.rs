@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use weir_core::envelope::{self, EnvelopeContext, Original};
-use weir_core::{Outcome, PluginEvent, PluginRef, StreamContext};
+use weir_core::{JsonObject, Outcome, PluginEvent, PluginRef, StreamContext};
 use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
 use weir_testkit::build;
 
@@ -344,7 +344,7 @@ fn native_transaction(event: &PluginEvent) -> Outcome {
     if p.currency.is_none() {
         fields.insert("currency".into(), "USD".into());
     }
-    Outcome::Enrich(fields)
+    Outcome::Enrich(JsonObject::from_map(&fields))
 }
 
 fn rss_bytes() -> u64 {

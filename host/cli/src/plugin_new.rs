@@ -135,6 +135,13 @@ const GOLDEN: &str = r#"{
 }
 "#;
 
+const CARGO_CONFIG: &str = r#"# The host keeps the first 512 KiB of a plugin's memory resident between
+# batches. A 256 KiB stack (instead of 1 MiB) puts the heap inside it, so
+# batches do not page-fault.
+[target.wasm32-wasip2]
+rustflags = ["-C", "link-arg=-zstack-size=262144"]
+"#;
+
 const README: &str = r#"# {name}
 
 A Weir enrichment plugin for `{event_type}` events.
@@ -184,6 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     write(&dir.join("Cargo.toml"), &fill(CARGO_TOML))?;
     write(&dir.join("rust-toolchain.toml"), TOOLCHAIN)?;
+    write(&dir.join(".cargo").join("config.toml"), CARGO_CONFIG)?;
     write(&dir.join("src").join("lib.rs"), &fill(LIB_RS))?;
     write(&dir.join("golden.json"), &fill(GOLDEN))?;
     write(&dir.join("README.md"), &fill(README))?;

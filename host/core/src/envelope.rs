@@ -86,21 +86,33 @@ impl<'a> Original<'a> {
 pub fn write_enriched(
     out: &mut Vec<u8>,
     original: Original<'_>,
-    added: &Map<String, Value>,
+    added: &crate::JsonObject,
     record_id: &str,
     ctx: EnvelopeContext<'_>,
 ) {
     write_head(out, original);
     out.extend_from_slice(b",\"enriched_data\":");
-    let collides = added.keys().any(|k| original.object.contains_key(k));
+    let collides = added
+        .keys()
+        .iter()
+        .any(|k| original.object.contains_key(k.as_ref()));
     match original.verbatim() {
-        // The common case: copy the original's bytes and append the added
-        // fields before its closing brace, instead of re-serialising it.
+        // The common case: copy the original's bytes and the plugin's, without
+        // re-serialising either.
         Some(text) if !collides => {
             out.extend_from_slice(text[..text.len() - 1].trim_end().as_bytes());
-            write_members(out, added.iter(), original.object.is_empty());
+            let members = added.members();
+            if !members.is_empty() {
+                if !original.object.is_empty() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(members.as_bytes());
+            }
+            out.push(b'}');
         }
+        // A plugin overrides fields of the record: merge, the plugin's win.
         _ => {
+            let added = added.to_map();
             out.push(b'{');
             let kept = original
                 .object
@@ -224,7 +236,9 @@ mod tests {
     fn enriched_line_merges_added_fields_over_the_original() {
         let text = r#"{"event_type":"transaction","amount":5,"currency":"EUR"}"#;
         let obj = object(serde_json::from_str(text).unwrap());
-        let added = object(json!({"amount_category":"micro","currency":"USD"}));
+        let added =
+            crate::JsonObject::parse(r#"{"amount_category":"micro","currency":"USD"}"#.into())
+                .unwrap();
         let plugin = PluginRef {
             name: "transaction".into(),
             version: "1.0.0".into(),
@@ -310,7 +324,8 @@ mod tests {
                 object: &obj,
                 sequence_number: "1",
             };
-            write_enriched(&mut out, original, &object(added), "id", ctx);
+            let added = crate::JsonObject::from_map(&object(added));
+            write_enriched(&mut out, original, &added, "id", ctx);
             let line: Value =
                 serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(line["enriched_data"], expected, "{text}");

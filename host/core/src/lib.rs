@@ -7,10 +7,12 @@
 
 pub mod envelope;
 mod event;
+mod json_object;
 mod outcome;
 pub mod time;
 
 pub use event::{PluginEvent, StreamContext};
+pub use json_object::JsonObject;
 pub use outcome::{Outcome, Rejection, RejectionKind};
 
 /// A plugin version as the host names it in logs, rejections and lineage:

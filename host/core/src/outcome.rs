@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Fields to merge into the record's `enriched_data`.
-    Enrich(Map<String, Value>),
+    Enrich(crate::JsonObject),
     /// Whole records, each the `enriched_data` of its own output envelope.
     Emit(Vec<Map<String, Value>>),
     /// Dropped on purpose by the plugin, with its reason.

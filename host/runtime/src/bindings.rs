@@ -11,23 +11,53 @@ pub(crate) mod v0_1 {
 pub(crate) use v0_1::EnricherPluginPre;
 pub(crate) use v0_1::weir::plugin::log::Level as LogLevel;
 pub(crate) use v0_1::weir::plugin::types::{
-    Batch as WitBatch, Event as WitEvent, Outcome as WitOutcome, PluginInfo as WitPluginInfo,
+    Batch as WitBatch, Outcome as WitOutcome, PluginInfo as WitPluginInfo,
     RejectionKind as WitRejectionKind,
 };
 
+use wasmtime::component::{ComponentType, Lower};
 use weir_core::{PluginEvent, RejectionKind};
 
-impl From<&PluginEvent> for WitEvent {
-    fn from(e: &PluginEvent) -> Self {
-        WitEvent {
-            payload: e.payload.clone(),
-            partition_key: e.partition_key.clone(),
-            sequence_number: e.sequence_number.clone(),
-            arrival_time: e.arrival_time.clone(),
-            event_time: e.event_time.clone(),
+/// The contract's `event` record, borrowed from the host's event: lowered into
+/// the guest straight from the host's strings, with no copy on the host side
+/// (the generated `WitEvent` owns its strings). Field names and types are
+/// checked against the component's function type when the function is looked up.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct EventRef<'a> {
+    #[component(name = "payload")]
+    payload: &'a str,
+    #[component(name = "partition-key")]
+    partition_key: &'a str,
+    #[component(name = "sequence-number")]
+    sequence_number: &'a str,
+    #[component(name = "arrival-time")]
+    arrival_time: &'a str,
+    #[component(name = "event-time")]
+    event_time: &'a str,
+}
+
+impl<'a> From<&'a PluginEvent> for EventRef<'a> {
+    fn from(e: &'a PluginEvent) -> Self {
+        EventRef {
+            payload: &e.payload,
+            partition_key: &e.partition_key,
+            sequence_number: &e.sequence_number,
+            arrival_time: &e.arrival_time,
+            event_time: &e.event_time,
         }
     }
 }
+
+/// `enricher.process`, called with borrowed events.
+pub(crate) type ProcessFunc<'a> = wasmtime::component::TypedFunc<
+    (&'a WitBatch, &'a [EventRef<'a>]),
+    (Result<Vec<WitOutcome>, String>,),
+>;
+
+/// The export path of `process` in the contract this host calls.
+pub(crate) const ENRICHER_EXPORT: &str = "weir:plugin/enricher@0.1.0";
+pub(crate) const PROCESS_EXPORT: &str = "process";
 
 impl WitBatch {
     /// The batch record of events that share `first`'s tenant, event type and

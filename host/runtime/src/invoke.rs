@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use wasmtime::{Store, Trap};
-use weir_core::{Outcome, PluginEvent, Rejection, RejectionKind};
+use weir_core::{JsonObject, Outcome, PluginEvent, Rejection, RejectionKind};
 
-use crate::bindings::{EnricherPluginPre, WitBatch, WitEvent, WitOutcome, WitPluginInfo};
+use crate::bindings::{
+    EnricherPluginPre, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo,
+};
 use crate::sandbox::{LogSink, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
@@ -181,20 +183,28 @@ impl Plugin {
             .and_then(|t| t.signed_duration_since(chrono_epoch()).to_std().ok())
             .unwrap_or_default();
         let mut store = new_store(&self.inner.runtime, limits, now, self.inner.label.clone());
-        let result = self.inner.pre.instantiate(&mut store).map(|instance| {
-            let instantiated = started.elapsed();
-            let called = match events.first() {
-                Some(first) => {
-                    let batch = WitBatch::of(first, config);
-                    let wit_events: Vec<WitEvent> = events.iter().map(WitEvent::from).collect();
-                    instance
-                        .weir_plugin_enricher()
-                        .call_process(&mut store, &batch, &wit_events)
-                }
-                None => Ok(Ok(Vec::new())),
-            };
-            (instantiated, called)
-        });
+        let result = self
+            .inner
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map(|instance| {
+                let instantiated = started.elapsed();
+                let called = match events.first() {
+                    Some(first) => {
+                        let batch = WitBatch::of(first, config);
+                        let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::from).collect();
+                        instance
+                            .get_typed_func(&mut store, &self.inner.process_export)
+                            .and_then(|process: ProcessFunc<'_>| {
+                                process.call(&mut store, (&batch, &refs))
+                            })
+                            .map(|(result,)| result)
+                    }
+                    None => Ok(Ok(Vec::new())),
+                };
+                (instantiated, called)
+            });
         let (instantiate, called) = match result {
             Ok((instantiate, called)) => (instantiate, called),
             Err(e) => (started.elapsed(), Err(e)),
@@ -302,7 +312,7 @@ impl Plugin {
                 format!("plugin {label} broke the contract: {why}"),
             ))
         };
-        let parse = |text: &str| -> Result<Map<String, Value>, String> {
+        let within_limit = |text: &str| -> Result<(), String> {
             if text.len() > limits.max_record_output_bytes {
                 return Err(format!(
                     "an output record of {} bytes exceeds the limit of {} bytes",
@@ -310,6 +320,10 @@ impl Plugin {
                     limits.max_record_output_bytes
                 ));
             }
+            Ok(())
+        };
+        let parse = |text: &str| -> Result<Map<String, Value>, String> {
+            within_limit(text)?;
             match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(map)) => Ok(map),
                 Ok(_) => Err("output is JSON but not an object".into()),
@@ -319,7 +333,9 @@ impl Plugin {
         Ok(raw
             .into_iter()
             .map(|outcome| match outcome {
-                WitOutcome::Enrich(text) => parse(&text).map_or_else(invalid, Outcome::Enrich),
+                WitOutcome::Enrich(text) => within_limit(&text)
+                    .and_then(|()| JsonObject::parse(text))
+                    .map_or_else(invalid, Outcome::Enrich),
                 WitOutcome::Emit(records) if records.is_empty() => {
                     Outcome::Drop("the plugin emitted no records".into())
                 }

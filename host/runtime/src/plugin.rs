@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex};
 use weir_core::PluginRef;
 
-use crate::bindings::{EnricherPluginPre, WitPluginInfo};
+use crate::bindings::{ENRICHER_EXPORT, EnricherPluginPre, PROCESS_EXPORT, WitPluginInfo};
 use crate::breaker::Breaker;
 use crate::{Limits, LoadError, Runtime, contract};
 
@@ -84,6 +84,8 @@ pub struct Plugin {
 pub(crate) struct PluginInner {
     pub(crate) runtime: Runtime,
     pub(crate) pre: EnricherPluginPre<crate::sandbox::Sandbox>,
+    /// Where `enricher.process` is, resolved once per version.
+    pub(crate) process_export: ComponentExportIndex,
     pub(crate) info: PluginInfo,
     /// `name@version`, precomputed for messages.
     pub(crate) label: String,
@@ -105,6 +107,13 @@ impl Plugin {
         sha256: String,
         size_bytes: usize,
     ) -> Result<Self, LoadError> {
+        let process_export = component
+            .get_export_index(None, ENRICHER_EXPORT)
+            .and_then(|enricher| component.get_export_index(Some(&enricher), PROCESS_EXPORT))
+            .ok_or_else(|| LoadError::UnsupportedContract {
+                found: format!("{ENRICHER_EXPORT} without `{PROCESS_EXPORT}`"),
+                supported: ENRICHER_EXPORT.into(),
+            })?;
         let pre = runtime
             .inner
             .linker
@@ -120,6 +129,7 @@ impl Plugin {
             inner: Arc::new(PluginInner {
                 runtime,
                 pre,
+                process_export,
                 info,
                 label,
                 breaker,

@@ -35,7 +35,7 @@ fn rejection(outcome: &Outcome) -> (RejectionKind, &str) {
 fn assert_still_serves(harness: &Harness) {
     let outcomes = harness.run(&[benign()]);
     assert!(
-        matches!(&outcomes[0], Outcome::Enrich(f) if f["ok"] == true),
+        matches!(&outcomes[0], Outcome::Enrich(f) if f.to_map()["ok"] == true),
         "{outcomes:?}"
     );
 }
@@ -157,10 +157,10 @@ fn no_files_no_environment_and_a_frozen_clock() {
         ])
     };
     let outcomes = run();
-    let fields: Vec<&serde_json::Map<String, Value>> = outcomes
+    let fields: Vec<serde_json::Map<String, Value>> = outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Enrich(f) => f,
+            Outcome::Enrich(f) => f.to_map(),
             other => panic!("expected enrich, got {other:?}"),
         })
         .collect();
@@ -213,7 +213,9 @@ fn one_plugins_fault_leaves_another_plugin_running_alongside() {
         json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z", "amount": 5});
     for _ in 0..20 {
         let outcomes = transaction.run(std::slice::from_ref(&payload));
-        assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f["amount_category"] == "micro"));
+        assert!(
+            matches!(&outcomes[0], Outcome::Enrich(f) if f.to_map()["amount_category"] == "micro")
+        );
     }
     let report = looping.join().expect("the host thread survives");
     assert!(matches!(report.fault, Some(Fault::CpuLimit(_))));

@@ -98,7 +98,7 @@ fn compiled_plugins_are_cached_on_disk_and_reused() {
     let outcomes = second
         .process(&[], &[event(payload)], &Limits::default())
         .outcomes;
-    assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f["value_range"] == "high"));
+    assert!(matches!(&outcomes[0], Outcome::Enrich(f) if f.to_map()["value_range"] == "high"));
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn routing_prefers_the_tenant_then_the_default_then_passes_through() {
             .plugin
             .process(&b.config, std::slice::from_ref(&payload), &b.limits);
         match &report.outcomes[0] {
-            Outcome::Enrich(f) => f["currency"].clone(),
+            Outcome::Enrich(f) => f.to_map()["currency"].clone(),
             other => panic!("{other:?}"),
         }
     };
@@ -216,11 +216,11 @@ fn a_mixed_call_reaches_the_plugin_as_homogeneous_batches_in_order() {
         .map(|t| event_of(t, json!({"event_type": "hostile"})))
         .collect();
     let report = plugin.process(&[], &events, &Limits::default());
-    let tenants: Vec<&str> = report
+    let tenants: Vec<String> = report
         .outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Enrich(f) => f["tenant"].as_str().unwrap(),
+            Outcome::Enrich(f) => f.to_map()["tenant"].as_str().unwrap().to_owned(),
             other => panic!("{other:?}"),
         })
         .collect();

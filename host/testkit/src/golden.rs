@@ -179,7 +179,7 @@ fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
 
 fn describe(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Enrich(fields) => format!("enrich {}", Value::Object(fields.clone())),
+        Outcome::Enrich(fields) => format!("enrich {}", fields.as_str()),
         Outcome::Emit(records) => format!("emit {} record(s)", records.len()),
         Outcome::Drop(reason) => format!("drop ({reason})"),
         Outcome::Reject(r) => format!("reject {r}"),
@@ -188,7 +188,9 @@ fn describe(outcome: &Outcome) -> String {
 
 fn compare(event: usize, expected: &Expected, actual: &Outcome, problems: &mut Vec<String>) {
     match (expected, actual) {
-        (Expected::Enrich(want), Outcome::Enrich(got)) => diff_fields(event, want, got, problems),
+        (Expected::Enrich(want), Outcome::Enrich(got)) => {
+            diff_fields(event, want, &got.to_map(), problems)
+        }
         (Expected::Emit(want), Outcome::Emit(got)) => {
             if want.len() != got.len() {
                 problems.push(format!(
