@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use weir_core::envelope::{self, EnvelopeContext, Original};
-use weir_core::{JsonObject, Outcome, PluginEvent, PluginRef, StreamContext};
+use weir_core::{JsonObject, Outcome, PluginEvent, PluginRef, Record, StreamContext};
 use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
 use weir_testkit::build;
 
@@ -183,15 +183,10 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         "\n== in process, batches of {}, best of {}",
         args.batch_size, args.repeat
     );
-    let parsed: Vec<(String, Map<String, Value>)> = lines
-        .into_iter()
-        .map(|l| {
-            let Ok(Value::Object(o)) = serde_json::from_str(&l) else {
-                unreachable!("samples are objects")
-            };
-            (l, o)
-        })
-        .collect();
+    let parsed: Vec<Record<'_>> = lines
+        .iter()
+        .map(|line| Record::parse(line).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
     let transaction = &plugins[0];
     let limits = Limits::default();
     let (wasm_time, instantiate) = best_of(args.repeat, || {
@@ -252,7 +247,7 @@ enum Enrichment<'a> {
 /// Enriches every event and writes the envelopes, as `plugin run` does; returns
 /// the total time and the time spent instantiating.
 fn enrich_all(
-    parsed: &[(String, Map<String, Value>)],
+    parsed: &[Record<'_>],
     batch_size: usize,
     enrichment: Enrichment<'_>,
 ) -> (Duration, Duration) {
@@ -273,7 +268,7 @@ fn enrich_all(
         let events: Vec<PluginEvent> = chunk
             .iter()
             .enumerate()
-            .map(|(i, (text, object))| {
+            .map(|(i, record)| {
                 let seq = (b * batch_size + i).to_string();
                 let stream = StreamContext {
                     tenant: "default",
@@ -282,7 +277,7 @@ fn enrich_all(
                     arrival_time: PROCESSED,
                     processing_time: PROCESSED,
                 };
-                PluginEvent::from_payload(text, object, stream).expect("valid sample")
+                PluginEvent::from_payload(record, stream).expect("valid sample")
             })
             .collect();
         let outcomes = match enrichment {
@@ -293,10 +288,9 @@ fn enrich_all(
             }
             Enrichment::Native => events.iter().map(native_transaction).collect(),
         };
-        for (((text, object), event), outcome) in chunk.iter().zip(&events).zip(&outcomes) {
+        for ((record, event), outcome) in chunk.iter().zip(&events).zip(&outcomes) {
             let original = Original {
-                text,
-                object,
+                record,
                 sequence_number: &event.sequence_number,
             };
             envelope::write_outcome(&mut out, original, outcome, ctx);

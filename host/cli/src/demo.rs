@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use weir_core::envelope::{self, EnvelopeContext, Original};
-use weir_core::{Outcome, PluginEvent, StreamContext};
+use weir_core::{Outcome, PluginEvent, Record, StreamContext};
 use weir_runtime::router::{Binding, Router};
 use weir_runtime::{Limits, Runtime};
 use weir_testkit::{build, golden};
@@ -44,9 +44,6 @@ pub struct Args {
     #[arg(long, default_value = "weir-data/demo")]
     out: PathBuf,
 }
-
-/// A record's text and its parsed object.
-type Record = (String, Map<String, Value>);
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -123,7 +120,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
 
     // Generate the events, grouped per (tenant, event type) as a batch would be.
     let mut sampler = Sampler::new(42);
-    let mut groups: BTreeMap<(&str, &str), Vec<Record>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for i in 0..args.events {
         let mut event = sampler.any();
         let event_type = EVENT_TYPES
@@ -133,13 +130,10 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or("metric");
         let tenant = TENANTS[i % TENANTS.len()];
         event["tenant_id"] = json!(tenant);
-        let Value::Object(object) = event else {
-            unreachable!("samples are objects")
-        };
         groups
             .entry((tenant, event_type))
             .or_default()
-            .push((Value::Object(object.clone()).to_string(), object));
+            .push(event.to_string());
     }
 
     let processed = weir_core::time::format_utc(chrono::Utc::now());
@@ -160,9 +154,13 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         let mut out = Vec::new();
         let counts = per_type.entry(event_type).or_default();
         for chunk in records.chunks(args.batch_size.max(1)) {
-            let events: Vec<PluginEvent> = chunk
+            let parsed: Vec<Record<'_>> = chunk
                 .iter()
-                .map(|(text, object)| {
+                .map(|text| Record::parse(text).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?;
+            let events: Vec<PluginEvent> = parsed
+                .iter()
+                .map(|record| {
                     sequence += 1;
                     let seq = sequence.to_string();
                     let stream = StreamContext {
@@ -172,19 +170,16 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                         arrival_time: &processed,
                         processing_time: &processed,
                     };
-                    PluginEvent::from_payload(text, object, stream).map_err(anyhow::Error::msg)
+                    PluginEvent::from_payload(record, stream).map_err(anyhow::Error::msg)
                 })
                 .collect::<anyhow::Result<_>>()?;
             let report = binding
                 .plugin
                 .process(&binding.config, &events, &binding.limits);
-            for (((text, object), event), outcome) in
-                chunk.iter().zip(&events).zip(&report.outcomes)
-            {
+            for ((record, event), outcome) in parsed.iter().zip(&events).zip(&report.outcomes) {
                 counts.events += 1;
                 let original = Original {
-                    text,
-                    object,
+                    record,
                     sequence_number: &event.sequence_number,
                 };
                 counts.outputs += envelope::write_outcome(&mut out, original, outcome, ctx) as u64;
@@ -193,7 +188,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                     Outcome::Reject(r) => {
                         counts.rejected += 1;
                         dead_letters.push(
-                            json!({"payload": text, "reason": r, "plugin": plugin_ref.to_string()}),
+                            json!({"payload": record.text(), "reason": r, "plugin": plugin_ref.to_string()}),
                         );
                     }
                     Outcome::Enrich(_) | Outcome::Emit(_) => {}

@@ -11,9 +11,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
+
+use serde_json::json;
 use weir_core::envelope::{self, EnvelopeContext, Original};
-use weir_core::{Outcome, PluginEvent, StreamContext};
+use weir_core::{Outcome, PluginEvent, Record, StreamContext};
 use weir_runtime::{Limits, Plugin, Runtime};
 
 use crate::LimitArgs;
@@ -47,12 +49,6 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not key=value"))
 }
 
-/// One input line waiting in a batch.
-struct Pending {
-    line: usize,
-    object: Map<String, Value>,
-}
-
 #[derive(Debug, Default)]
 struct Totals {
     events: u64,
@@ -73,14 +69,16 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             .context("--processing-time")?,
         None => weir_core::time::format_utc(chrono::Utc::now()),
     };
+    // Large reads: the input is read once, front to back.
     let input: Box<dyn BufRead> = match &args.input {
-        Some(path) => Box::new(BufReader::new(
+        Some(path) => Box::new(BufReader::with_capacity(
+            1 << 20,
             std::fs::File::open(path)
                 .with_context(|| format!("opening --input {}", path.display()))?,
         )),
-        None => Box::new(std::io::stdin().lock()),
+        None => Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
     };
-    let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut stdout = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let runner = Runner {
         plugin: &plugin,
         limits: args.limits.limits(),
@@ -91,9 +89,9 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let mut totals = Totals::default();
-    let mut batch: Vec<Pending> = Vec::with_capacity(args.batch_size as usize);
-    let mut texts: Vec<String> = Vec::with_capacity(args.batch_size as usize);
-    let mut out = Vec::with_capacity(1 << 16);
+    // Input lines of the batch being gathered, with their line numbers.
+    let mut batch: Vec<(usize, String)> = Vec::with_capacity(args.batch_size as usize);
+    let mut out = Vec::with_capacity(1 << 20);
     for (index, line) in input.lines().enumerate() {
         let line_no = index + 1;
         let text = line.with_context(|| format!("reading input line {line_no}"))?;
@@ -102,24 +100,15 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         totals.events += 1;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(object)) => {
-                batch.push(Pending {
-                    line: line_no,
-                    object,
-                });
-                texts.push(text);
-            }
-            Ok(_) => invalid(&mut out, &mut totals, line_no, "not a JSON object"),
-            Err(e) => invalid(&mut out, &mut totals, line_no, &format!("not JSON: {e}")),
-        }
+        batch.push((line_no, text));
         if batch.len() == args.batch_size as usize {
-            runner.flush(&mut batch, &mut texts, &mut out, &mut totals);
+            runner.flush(&batch, &mut out, &mut totals);
+            batch.clear();
             stdout.write_all(&out)?;
             out.clear();
         }
     }
-    runner.flush(&mut batch, &mut texts, &mut out, &mut totals);
+    runner.flush(&batch, &mut out, &mut totals);
     stdout.write_all(&out)?;
     stdout.flush()?;
 
@@ -160,22 +149,14 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn flush(
-        &self,
-        batch: &mut Vec<Pending>,
-        texts: &mut Vec<String>,
-        out: &mut Vec<u8>,
-        totals: &mut Totals,
-    ) {
-        if batch.is_empty() {
-            return;
-        }
+    /// Runs one batch of input lines and appends their outcome lines to `out`.
+    fn flush(&self, batch: &[(usize, String)], out: &mut Vec<u8>, totals: &mut Totals) {
+        let mut accepted: Vec<(usize, Record<'_>)> = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
-        let mut accepted = Vec::with_capacity(batch.len());
         let mut sequence = String::new();
-        for (pending, text) in batch.iter().zip(texts.iter()) {
+        for (line, text) in batch {
             sequence.clear();
-            sequence.push_str(&pending.line.to_string());
+            let _ = write!(sequence, "{line}");
             let ctx = StreamContext {
                 tenant: self.tenant,
                 partition_key: self.tenant,
@@ -183,13 +164,19 @@ impl Runner<'_> {
                 arrival_time: self.processing_time,
                 processing_time: self.processing_time,
             };
-            match PluginEvent::from_payload(text, &pending.object, ctx) {
-                Ok(event) => {
+            let parsed = Record::parse(text).and_then(|record| {
+                PluginEvent::from_payload(&record, ctx).map(|event| (record, event))
+            });
+            match parsed {
+                Ok((record, event)) => {
+                    accepted.push((*line, record));
                     events.push(event);
-                    accepted.push((pending, text));
                 }
-                Err(why) => invalid(out, totals, pending.line, &why),
+                Err(why) => invalid(out, totals, *line, &why),
             }
+        }
+        if events.is_empty() {
+            return;
         }
         let report = self.plugin.process(self.config, &events, &self.limits);
         let plugin_ref = self.plugin.info().plugin_ref();
@@ -200,12 +187,11 @@ impl Runner<'_> {
             plugin: Some(&plugin_ref),
         };
         let mut lines = Vec::new();
-        for ((pending, text), (event, outcome)) in
+        for ((line, record), (event, outcome)) in
             accepted.iter().zip(events.iter().zip(&report.outcomes))
         {
             let original = Original {
-                text: text.as_str(),
-                object: &pending.object,
+                record,
                 sequence_number: &event.sequence_number,
             };
             match outcome {
@@ -230,7 +216,7 @@ impl Runner<'_> {
                     totals.dropped += 1;
                     let _ = serde_json::to_writer(
                         &mut *out,
-                        &json!({"dropped": {"line": pending.line, "reason": reason}}),
+                        &json!({"dropped": {"line": line, "reason": reason}}),
                     );
                     out.push(b'\n');
                 }
@@ -238,13 +224,11 @@ impl Runner<'_> {
                     totals.rejected += 1;
                     let _ = serde_json::to_writer(
                         &mut *out,
-                        &json!({"rejected": {"line": pending.line, "kind": r.kind, "message": r.message}}),
+                        &json!({"rejected": {"line": line, "kind": r.kind, "message": r.message}}),
                     );
                     out.push(b'\n');
                 }
             }
         }
-        batch.clear();
-        texts.clear();
     }
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::PluginRef;
+use crate::{PluginRef, Record};
 
 /// The fixed part of every envelope's `metadata`, and where the record came from.
 #[derive(Debug, Clone, Copy)]
@@ -67,15 +67,14 @@ fn hex(bytes: &[u8]) -> String {
 /// break JSON Lines).
 #[derive(Debug, Clone, Copy)]
 pub struct Original<'a> {
-    pub text: &'a str,
-    pub object: &'a Map<String, Value>,
+    pub record: &'a Record<'a>,
     pub sequence_number: &'a str,
 }
 
 impl<'a> Original<'a> {
     /// The original's text when it can be copied as is: one line, one object.
     fn verbatim(&self) -> Option<&'a str> {
-        let text = self.text.trim();
+        let text = self.record.text().trim();
         let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
         (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
     }
@@ -95,7 +94,7 @@ pub fn write_enriched(
     let collides = added
         .keys()
         .iter()
-        .any(|k| original.object.contains_key(k.as_ref()));
+        .any(|k| original.record.contains_key(k.as_ref()));
     match original.verbatim() {
         // The common case: copy the original's bytes and the plugin's, without
         // re-serialising either.
@@ -103,7 +102,7 @@ pub fn write_enriched(
             out.extend_from_slice(text[..text.len() - 1].trim_end().as_bytes());
             let members = added.members();
             if !members.is_empty() {
-                if !original.object.is_empty() {
+                if !original.record.is_empty() {
                     out.push(b',');
                 }
                 out.extend_from_slice(members.as_bytes());
@@ -114,10 +113,8 @@ pub fn write_enriched(
         _ => {
             let added = added.to_map();
             out.push(b'{');
-            let kept = original
-                .object
-                .iter()
-                .filter(|(k, _)| !added.contains_key(*k));
+            let original_map = original.record.to_map();
+            let kept = original_map.iter().filter(|(k, _)| !added.contains_key(*k));
             write_members(out, kept.chain(added.iter()), true);
         }
     }
@@ -148,13 +145,23 @@ pub fn write_outcome(
 ) -> usize {
     match outcome {
         crate::Outcome::Enrich(added) => {
-            let id = record_id(ctx.shard_id, original.sequence_number, 0, original.text);
+            let id = record_id(
+                ctx.shard_id,
+                original.sequence_number,
+                0,
+                original.record.text(),
+            );
             write_enriched(out, original, added, &id, ctx);
             1
         }
         crate::Outcome::Emit(records) => {
             for (i, record) in records.iter().enumerate() {
-                let id = record_id(ctx.shard_id, original.sequence_number, i, original.text);
+                let id = record_id(
+                    ctx.shard_id,
+                    original.sequence_number,
+                    i,
+                    original.record.text(),
+                );
                 write_emitted(out, original, record, &id, ctx);
             }
             records.len()
@@ -186,7 +193,7 @@ fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     out.extend_from_slice(b"{\"original_data\":");
     match original.verbatim() {
         Some(text) => out.extend_from_slice(text.as_bytes()),
-        None => write_json(out, original.object),
+        None => write_json(out, &original.record.to_map()),
     }
 }
 
@@ -235,7 +242,6 @@ mod tests {
     #[test]
     fn enriched_line_merges_added_fields_over_the_original() {
         let text = r#"{"event_type":"transaction","amount":5,"currency":"EUR"}"#;
-        let obj = object(serde_json::from_str(text).unwrap());
         let added =
             crate::JsonObject::parse(r#"{"amount_category":"micro","currency":"USD"}"#.into())
                 .unwrap();
@@ -250,9 +256,9 @@ mod tests {
             plugin: Some(&plugin),
         };
         let mut out = Vec::new();
+        let record = Record::parse(text).unwrap();
         let original = Original {
-            text,
-            object: &obj,
+            record: &record,
             sequence_number: "42",
         };
         write_enriched(&mut out, original, &added, "abc", ctx);
@@ -274,7 +280,6 @@ mod tests {
     #[test]
     fn pretty_printed_originals_stay_on_one_line() {
         let text = "{\n  \"a\": 1\n}";
-        let obj = object(serde_json::from_str(text).unwrap());
         let ctx = EnvelopeContext {
             source: "s",
             shard_id: "x",
@@ -282,9 +287,9 @@ mod tests {
             plugin: None,
         };
         let mut out = Vec::new();
+        let record = Record::parse(text).unwrap();
         let original = Original {
-            text,
-            object: &obj,
+            record: &record,
             sequence_number: "1",
         };
         write_emitted(&mut out, original, &object(json!({"b": 2})), "id", ctx);
@@ -317,11 +322,10 @@ mod tests {
                 json!({"a": "new", "b": 2}),
             ),
         ] {
-            let obj = object(serde_json::from_str(text).unwrap());
             let mut out = Vec::new();
+            let record = Record::parse(text).unwrap();
             let original = Original {
-                text,
-                object: &obj,
+                record: &record,
                 sequence_number: "1",
             };
             let added = crate::JsonObject::from_map(&object(added));

@@ -1,9 +1,7 @@
 //! The host's view of one event handed to a plugin, and how a JSON payload
 //! becomes one.
 
-use serde_json::{Map, Value};
-
-use crate::time;
+use crate::{Record, time};
 
 /// One decoded, validated stream record, as a plugin receives it.
 /// Times are RFC 3339 UTC strings (see [`crate::time`]).
@@ -33,36 +31,34 @@ pub struct StreamContext<'a> {
 }
 
 impl PluginEvent {
-    /// Builds the event of a parsed payload: `event_type` must be a string, and
-    /// `timestamp`, when present, an RFC 3339 time (normalised to UTC); a record
-    /// without one takes its arrival time. The error names the field at fault.
-    pub fn from_payload(
-        text: &str,
-        object: &Map<String, Value>,
-        ctx: StreamContext<'_>,
-    ) -> Result<Self, String> {
-        let event_type = match object.get("event_type") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            Some(other) => {
+    /// Builds the event of a parsed record: `event_type` must be a non-empty
+    /// string, and `timestamp`, when present, an RFC 3339 time (normalised to
+    /// UTC); a record without one takes its arrival time. The error names the
+    /// field at fault.
+    pub fn from_payload(record: &Record<'_>, ctx: StreamContext<'_>) -> Result<Self, String> {
+        let event_type = match record.get_str("event_type") {
+            Ok(Some(t)) if !t.is_empty() => t.into_owned(),
+            Ok(Some(_)) => {
+                return Err("field `event_type` must be a non-empty string, got \"\"".into());
+            }
+            Err(raw) => {
                 return Err(format!(
-                    "field `event_type` must be a non-empty string, got {other}"
+                    "field `event_type` must be a non-empty string, got {raw}"
                 ));
             }
-            None => return Err("missing field `event_type`".into()),
+            Ok(None) => return Err("missing field `event_type`".into()),
         };
-        let event_time = match object.get("timestamp") {
-            Some(Value::String(t)) => {
-                time::normalise(t).map_err(|e| format!("field `timestamp`: {e}"))?
-            }
-            Some(other) => {
+        let event_time = match record.get_str("timestamp") {
+            Ok(Some(t)) => time::normalise(&t).map_err(|e| format!("field `timestamp`: {e}"))?,
+            Err(raw) => {
                 return Err(format!(
-                    "field `timestamp` must be an RFC 3339 string, got {other}"
+                    "field `timestamp` must be an RFC 3339 string, got {raw}"
                 ));
             }
-            None => ctx.arrival_time.to_owned(),
+            Ok(None) => ctx.arrival_time.to_owned(),
         };
         Ok(Self {
-            payload: text.to_owned(),
+            payload: record.text().to_owned(),
             event_type,
             tenant: ctx.tenant.to_owned(),
             partition_key: ctx.partition_key.to_owned(),
@@ -87,8 +83,7 @@ mod tests {
     };
 
     fn event(text: &str) -> Result<PluginEvent, String> {
-        let value: Value = serde_json::from_str(text).unwrap();
-        PluginEvent::from_payload(text, value.as_object().unwrap(), CTX)
+        PluginEvent::from_payload(&Record::parse(text).unwrap(), CTX)
     }
 
     #[test]

@@ -9,11 +9,13 @@ pub mod envelope;
 mod event;
 mod json_object;
 mod outcome;
+mod record;
 pub mod time;
 
 pub use event::{PluginEvent, StreamContext};
 pub use json_object::JsonObject;
 pub use outcome::{Outcome, Rejection, RejectionKind};
+pub use record::Record;
 
 /// A plugin version as the host names it in logs, rejections and lineage:
 /// `name@version`.

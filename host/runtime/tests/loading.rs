@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use weir_core::{Outcome, PluginEvent, RejectionKind, StreamContext};
+use weir_core::{Outcome, PluginEvent, Record, RejectionKind, StreamContext};
 use weir_runtime::router::{Binding, Route, Router};
 use weir_runtime::{BreakerSettings, Fault, Limits, LoadError, Runtime, RuntimeSettings};
 use weir_testkit::build::repo_plugin;
@@ -26,7 +26,7 @@ fn event_of(tenant: &str, payload: serde_json::Value) -> PluginEvent {
         arrival_time: "2024-01-15T10:30:00Z",
         processing_time: "2024-01-15T10:31:00Z",
     };
-    PluginEvent::from_payload(&text, payload.as_object().unwrap(), ctx).unwrap()
+    PluginEvent::from_payload(&Record::parse(&text).unwrap(), ctx).unwrap()
 }
 
 #[test]

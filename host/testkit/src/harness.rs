@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use weir_core::{Outcome, PluginEvent, StreamContext};
+use weir_core::{Outcome, PluginEvent, Record, StreamContext};
 use weir_runtime::{BatchReport, Limits, Plugin, Runtime, RuntimeSettings};
 
 /// A loaded plugin with default limits.
@@ -78,11 +78,8 @@ pub fn payload_event(
     sequence: usize,
     time: &str,
 ) -> Result<PluginEvent, String> {
-    let Value::Object(object) = payload else {
-        return Err(format!(
-            "test event {sequence} is not a JSON object: {payload}"
-        ));
-    };
+    let text = payload.to_string();
+    let record = Record::parse(&text).map_err(|e| format!("test event {sequence}: {e}"))?;
     let sequence = sequence.to_string();
     let ctx = StreamContext {
         tenant,
@@ -91,6 +88,5 @@ pub fn payload_event(
         arrival_time: time,
         processing_time: time,
     };
-    PluginEvent::from_payload(&payload.to_string(), object, ctx)
-        .map_err(|e| format!("test event {sequence}: {e}"))
+    PluginEvent::from_payload(&record, ctx).map_err(|e| format!("test event {sequence}: {e}"))
 }
