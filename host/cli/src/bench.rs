@@ -265,15 +265,17 @@ fn enrich_all(
     let mut instantiate = Duration::ZERO;
     let started = Instant::now();
     for (b, chunk) in parsed.chunks(batch_size).enumerate() {
+        let sequences: Vec<String> = (0..chunk.len())
+            .map(|i| (b * batch_size + i).to_string())
+            .collect();
         let events: Vec<PluginEvent> = chunk
             .iter()
-            .enumerate()
-            .map(|(i, record)| {
-                let seq = (b * batch_size + i).to_string();
+            .zip(&sequences)
+            .map(|(record, seq)| {
                 let stream = StreamContext {
                     tenant: "default",
                     partition_key: "default",
-                    sequence_number: &seq,
+                    sequence_number: seq,
                     arrival_time: PROCESSED,
                     processing_time: PROCESSED,
                 };

@@ -158,15 +158,21 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|text| Record::parse(text).map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<_>>()?;
+            let sequences: Vec<String> = parsed
+                .iter()
+                .map(|_| {
+                    sequence += 1;
+                    sequence.to_string()
+                })
+                .collect();
             let events: Vec<PluginEvent> = parsed
                 .iter()
-                .map(|record| {
-                    sequence += 1;
-                    let seq = sequence.to_string();
+                .zip(&sequences)
+                .map(|(record, seq)| {
                     let stream = StreamContext {
                         tenant,
                         partition_key: tenant,
-                        sequence_number: &seq,
+                        sequence_number: seq,
                         arrival_time: &processed,
                         processing_time: &processed,
                     };

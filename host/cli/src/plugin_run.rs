@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use std::fmt::Write as _;
-
 use serde_json::json;
 use weir_core::envelope::{self, EnvelopeContext, Original};
 use weir_core::{Outcome, PluginEvent, Record, StreamContext};
@@ -153,14 +151,13 @@ impl Runner<'_> {
     fn flush(&self, batch: &[(usize, String)], out: &mut Vec<u8>, totals: &mut Totals) {
         let mut accepted: Vec<(usize, Record<'_>)> = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
-        let mut sequence = String::new();
-        for (line, text) in batch {
-            sequence.clear();
-            let _ = write!(sequence, "{line}");
+        // The line number is the sequence number; events borrow it.
+        let sequences: Vec<String> = batch.iter().map(|(line, _)| line.to_string()).collect();
+        for ((line, text), sequence) in batch.iter().zip(&sequences) {
             let ctx = StreamContext {
                 tenant: self.tenant,
                 partition_key: self.tenant,
-                sequence_number: &sequence,
+                sequence_number: sequence,
                 arrival_time: self.processing_time,
                 processing_time: self.processing_time,
             };

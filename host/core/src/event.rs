@@ -1,21 +1,27 @@
 //! The host's view of one event handed to a plugin, and how a JSON payload
 //! becomes one.
 
+use std::borrow::Cow;
+
 use crate::{Record, time};
 
 /// One decoded, validated stream record, as a plugin receives it.
 /// Times are RFC 3339 UTC strings (see [`crate::time`]).
+///
+/// It borrows what it can from the record's text and from the batch (tenant,
+/// times), so building one costs no copies of the payload; `into_owned` makes
+/// a free-standing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginEvent {
+pub struct PluginEvent<'a> {
     /// The record's JSON object text, exactly as produced.
-    pub payload: String,
-    pub event_type: String,
-    pub tenant: String,
-    pub partition_key: String,
-    pub sequence_number: String,
-    pub arrival_time: String,
-    pub event_time: String,
-    pub processing_time: String,
+    pub payload: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub tenant: Cow<'a, str>,
+    pub partition_key: Cow<'a, str>,
+    pub sequence_number: Cow<'a, str>,
+    pub arrival_time: Cow<'a, str>,
+    pub event_time: Cow<'a, str>,
+    pub processing_time: Cow<'a, str>,
 }
 
 /// Where a payload came from: what the stream (or the tool) knows about it.
@@ -30,14 +36,14 @@ pub struct StreamContext<'a> {
     pub processing_time: &'a str,
 }
 
-impl PluginEvent {
+impl<'a> PluginEvent<'a> {
     /// Builds the event of a parsed record: `event_type` must be a non-empty
     /// string, and `timestamp`, when present, an RFC 3339 time (normalised to
     /// UTC); a record without one takes its arrival time. The error names the
     /// field at fault.
-    pub fn from_payload(record: &Record<'_>, ctx: StreamContext<'_>) -> Result<Self, String> {
+    pub fn from_payload(record: &Record<'a>, ctx: StreamContext<'a>) -> Result<Self, String> {
         let event_type = match record.get_str("event_type") {
-            Ok(Some(t)) if !t.is_empty() => t.into_owned(),
+            Ok(Some(t)) if !t.is_empty() => t,
             Ok(Some(_)) => {
                 return Err("field `event_type` must be a non-empty string, got \"\"".into());
             }
@@ -49,24 +55,40 @@ impl PluginEvent {
             Ok(None) => return Err("missing field `event_type`".into()),
         };
         let event_time = match record.get_str("timestamp") {
-            Ok(Some(t)) => time::normalise(&t).map_err(|e| format!("field `timestamp`: {e}"))?,
+            Ok(Some(t)) => {
+                Cow::Owned(time::normalise(&t).map_err(|e| format!("field `timestamp`: {e}"))?)
+            }
             Err(raw) => {
                 return Err(format!(
                     "field `timestamp` must be an RFC 3339 string, got {raw}"
                 ));
             }
-            Ok(None) => ctx.arrival_time.to_owned(),
+            Ok(None) => Cow::Borrowed(ctx.arrival_time),
         };
         Ok(Self {
-            payload: record.text().to_owned(),
+            payload: Cow::Borrowed(record.text()),
             event_type,
-            tenant: ctx.tenant.to_owned(),
-            partition_key: ctx.partition_key.to_owned(),
-            sequence_number: ctx.sequence_number.to_owned(),
-            arrival_time: ctx.arrival_time.to_owned(),
+            tenant: Cow::Borrowed(ctx.tenant),
+            partition_key: Cow::Borrowed(ctx.partition_key),
+            sequence_number: Cow::Borrowed(ctx.sequence_number),
+            arrival_time: Cow::Borrowed(ctx.arrival_time),
             event_time,
-            processing_time: ctx.processing_time.to_owned(),
+            processing_time: Cow::Borrowed(ctx.processing_time),
         })
+    }
+
+    /// The same event, owning all its strings.
+    pub fn into_owned(self) -> PluginEvent<'static> {
+        PluginEvent {
+            payload: Cow::Owned(self.payload.into_owned()),
+            event_type: Cow::Owned(self.event_type.into_owned()),
+            tenant: Cow::Owned(self.tenant.into_owned()),
+            partition_key: Cow::Owned(self.partition_key.into_owned()),
+            sequence_number: Cow::Owned(self.sequence_number.into_owned()),
+            arrival_time: Cow::Owned(self.arrival_time.into_owned()),
+            event_time: Cow::Owned(self.event_time.into_owned()),
+            processing_time: Cow::Owned(self.processing_time.into_owned()),
+        }
     }
 }
 
@@ -82,8 +104,8 @@ mod tests {
         processing_time: "2024-01-15T10:31:00Z",
     };
 
-    fn event(text: &str) -> Result<PluginEvent, String> {
-        PluginEvent::from_payload(&Record::parse(text).unwrap(), CTX)
+    fn event(text: &str) -> Result<PluginEvent<'static>, String> {
+        PluginEvent::from_payload(&Record::parse(text).unwrap(), CTX).map(PluginEvent::into_owned)
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub(crate) struct EventRef<'a> {
     event_time: &'a str,
 }
 
-impl<'a> From<&'a PluginEvent> for EventRef<'a> {
-    fn from(e: &'a PluginEvent) -> Self {
+impl<'a> From<&'a PluginEvent<'_>> for EventRef<'a> {
+    fn from(e: &'a PluginEvent<'_>) -> Self {
         EventRef {
             payload: &e.payload,
             partition_key: &e.partition_key,
@@ -62,11 +62,11 @@ pub(crate) const PROCESS_EXPORT: &str = "process";
 impl WitBatch {
     /// The batch record of events that share `first`'s tenant, event type and
     /// processing time.
-    pub(crate) fn of(first: &PluginEvent, config: &[(String, String)]) -> Self {
+    pub(crate) fn of(first: &PluginEvent<'_>, config: &[(String, String)]) -> Self {
         WitBatch {
-            tenant: first.tenant.clone(),
-            event_type: first.event_type.clone(),
-            processing_time: first.processing_time.clone(),
+            tenant: first.tenant.to_string(),
+            event_type: first.event_type.to_string(),
+            processing_time: first.processing_time.to_string(),
             config: config.to_vec(),
         }
     }

@@ -125,7 +125,7 @@ impl Plugin {
     pub fn process(
         &self,
         config: &[(String, String)],
-        events: &[PluginEvent],
+        events: &[PluginEvent<'_>],
         limits: &Limits,
     ) -> BatchReport {
         let mut runs = events.chunk_by(|a, b| {
@@ -161,7 +161,7 @@ impl Plugin {
     fn invoke(
         &self,
         config: &[(String, String)],
-        events: &[PluginEvent],
+        events: &[PluginEvent<'_>],
         limits: &Limits,
     ) -> BatchReport {
         let started = Instant::now();

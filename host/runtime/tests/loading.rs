@@ -13,11 +13,11 @@ fn runtime(settings: RuntimeSettings) -> Runtime {
     Runtime::new(settings).expect("runtime")
 }
 
-fn event(payload: serde_json::Value) -> PluginEvent {
+fn event(payload: serde_json::Value) -> PluginEvent<'static> {
     event_of("t", payload)
 }
 
-fn event_of(tenant: &str, payload: serde_json::Value) -> PluginEvent {
+fn event_of(tenant: &str, payload: serde_json::Value) -> PluginEvent<'static> {
     let text = payload.to_string();
     let ctx = StreamContext {
         tenant,
@@ -26,7 +26,9 @@ fn event_of(tenant: &str, payload: serde_json::Value) -> PluginEvent {
         arrival_time: "2024-01-15T10:30:00Z",
         processing_time: "2024-01-15T10:31:00Z",
     };
-    PluginEvent::from_payload(&Record::parse(&text).unwrap(), ctx).unwrap()
+    PluginEvent::from_payload(&Record::parse(&text).unwrap(), ctx)
+        .unwrap()
+        .into_owned()
 }
 
 #[test]

@@ -77,7 +77,7 @@ pub fn payload_event(
     tenant: &str,
     sequence: usize,
     time: &str,
-) -> Result<PluginEvent, String> {
+) -> Result<PluginEvent<'static>, String> {
     let text = payload.to_string();
     let record = Record::parse(&text).map_err(|e| format!("test event {sequence}: {e}"))?;
     let sequence = sequence.to_string();
@@ -88,5 +88,7 @@ pub fn payload_event(
         arrival_time: time,
         processing_time: time,
     };
-    PluginEvent::from_payload(&record, ctx).map_err(|e| format!("test event {sequence}: {e}"))
+    PluginEvent::from_payload(&record, ctx)
+        .map(PluginEvent::into_owned)
+        .map_err(|e| format!("test event {sequence}: {e}"))
 }
