@@ -9,6 +9,7 @@ pub mod envelope;
 mod event;
 mod json_object;
 mod outcome;
+pub mod partition;
 mod record;
 pub mod time;
 
