@@ -5,6 +5,7 @@
 //! ([`envelope`]). No wasmtime and no AWS here: the runtime converts its generated
 //! bindings into these types at its edge, so nothing generated leaks further.
 
+pub mod backend;
 pub mod envelope;
 mod event;
 mod json_object;

@@ -1,0 +1,147 @@
+//! Objects as files under a root directory.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use weir_core::backend::{BackendError, ObjectStore};
+
+/// Objects as files: key `a/b/c.jsonl` is `<root>/a/b/c.jsonl`.
+#[derive(Debug, Clone)]
+pub struct LocalObjectStore {
+    root: PathBuf,
+}
+
+impl LocalObjectStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| {
+            BackendError::permanent(format!("creating the object root {}", root.display()), e)
+        })?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of a key, or an error when the key could leave the root: only
+    /// plain relative segments are allowed (no `..`, `.`, absolute paths,
+    /// empty segments or backslashes).
+    fn path_of(&self, key: &str) -> Result<PathBuf, BackendError> {
+        // Checked on the key's own segments: `Path::components` would
+        // silently drop interior `.` segments.
+        let plain = !key.is_empty()
+            && !key.starts_with('/')
+            && !key.contains('\\')
+            && !key.contains('\0')
+            && key
+                .split('/')
+                .all(|segment| !matches!(segment, "" | "." | ".."));
+        if !plain {
+            return Err(BackendError::permanent(
+                format!("object key {key:?}"),
+                "refused: a key must be relative segments without `.` or `..`",
+            ));
+        }
+        let relative = Path::new(key);
+        debug_assert!(
+            relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        );
+        Ok(self.root.join(relative))
+    }
+}
+
+fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(body)?;
+    // Durable before it becomes visible: a crash leaves the old object or the
+    // new one, never a torn one.
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn io_error(what: String, e: std::io::Error) -> BackendError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        Interrupted | WouldBlock | TimedOut => BackendError::retryable(what, e),
+        _ => BackendError::permanent(what, e),
+    }
+}
+
+impl ObjectStore for LocalObjectStore {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), BackendError> {
+        let path = self.path_of(key)?;
+        let what = format!("writing object {}", path.display());
+        tokio::task::spawn_blocking(move || write_atomically(&path, &body))
+            .await
+            .map_err(|e| BackendError::retryable(what.clone(), e))?
+            .map_err(|e| io_error(what, e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(format!("reading object {}", path.display()), e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let what = format!("listing objects under {}", root.display());
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&root, &root, &prefix, &mut keys)?;
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| BackendError::retryable(what.clone(), e))?
+        .map_err(|e| io_error(what, e))
+    }
+}
+
+fn collect_keys(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    keys: &mut Vec<String>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
+        let key = relative
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        if entry.file_type()?.is_dir() {
+            // Descend only where keys under the prefix can be.
+            if prefix.starts_with(&format!("{key}/"))
+                || key.starts_with(prefix)
+                || prefix.is_empty()
+            {
+                collect_keys(root, &path, prefix, keys)?;
+            }
+        } else if key.starts_with(prefix) && !is_temporary(&path) {
+            keys.push(key);
+        }
+    }
+    Ok(())
+}
+
+/// Files `write_atomically` has not renamed yet (tempfile's `.tmp` prefix).
+fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".tmp"))
+}

@@ -1,0 +1,254 @@
+//! Weir's state in one SQLite database: dead letters and batch metadata.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+use weir_core::backend::{
+    BackendError, BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, MetadataStore,
+};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY,
+        payload BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        plugin TEXT,
+        shard_id TEXT NOT NULL,
+        sequence_number TEXT NOT NULL,
+        failed_at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS dead_letters_by_stage ON dead_letters (stage, kind);
+    CREATE INDEX IF NOT EXISTS dead_letters_by_shard ON dead_letters (shard_id);
+
+    CREATE TABLE IF NOT EXISTS batch_metadata (
+        batch_id TEXT NOT NULL,
+        processed_at TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        total_records INTEGER NOT NULL,
+        success_records INTEGER NOT NULL,
+        failed_records INTEGER NOT NULL,
+        partitions_count INTEGER NOT NULL,
+        ttl INTEGER NOT NULL,
+        plugin_versions TEXT NOT NULL,
+        object_keys TEXT NOT NULL,
+        PRIMARY KEY (batch_id, processed_at)
+    );
+    -- The seed's ShardIndex.
+    CREATE INDEX IF NOT EXISTS batch_metadata_by_shard ON batch_metadata (shard_id, processed_at);
+";
+
+/// Weir's embedded state. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct SqliteState {
+    path: PathBuf,
+    connection: Arc<Mutex<Connection>>,
+}
+
+fn db_error(what: &str, path: &Path, e: rusqlite::Error) -> BackendError {
+    let retryable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    let what = format!("{what} in {}", path.display());
+    if retryable {
+        BackendError::retryable(what, e)
+    } else {
+        BackendError::permanent(what, e)
+    }
+}
+
+impl SqliteState {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, BackendError> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BackendError::permanent(format!("creating {}", dir.display()), e))?;
+        }
+        let connection =
+            Connection::open(&path).map_err(|e| db_error("opening the database", &path, e))?;
+        // WAL lets readers (weir dlq, the console) work while the pipeline
+        // writes; FULL sync makes every commit durable before it returns.
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .and_then(|()| connection.execute_batch(SCHEMA))
+            .map_err(|e| db_error("preparing the schema", &path, e))?;
+        Ok(Self {
+            path,
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let connection = self.connection.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut connection).map_err(|e| db_error(what, &path, e))
+        })
+        .await
+        .map_err(|e| BackendError::retryable(what, e))?
+    }
+
+    /// Dead letters matching the filter, oldest first, with their ids.
+    pub async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+    ) -> Result<Vec<(i64, DeadLetter)>, BackendError> {
+        self.with("reading dead letters", move |c| {
+            let mut statement = c.prepare(
+                "SELECT id, payload, reason, kind, stage, plugin, shard_id, sequence_number, failed_at
+                 FROM dead_letters
+                 WHERE (?1 IS NULL OR stage = ?1) AND (?2 IS NULL OR kind = ?2)
+                   AND (?3 IS NULL OR shard_id = ?3) AND (?4 IS NULL OR instr(reason, ?4) > 0)
+                 ORDER BY id LIMIT ?5",
+            )?;
+            let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            let rows = statement.query_map(
+                params![filter.stage, filter.kind, filter.shard_id, filter.reason_contains, limit],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        DeadLetter {
+                            payload: row.get(1)?,
+                            reason: row.get(2)?,
+                            kind: row.get(3)?,
+                            stage: row.get(4)?,
+                            plugin: row.get(5)?,
+                            shard_id: row.get(6)?,
+                            sequence_number: row.get(7)?,
+                            failed_at: row.get(8)?,
+                        },
+                    ))
+                },
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes batch metadata whose TTL has passed (DynamoDB does this by
+    /// itself; locally it is done on demand). Returns how many went.
+    pub async fn purge_expired_metadata(&self, now_unix: i64) -> Result<usize, BackendError> {
+        self.with("purging expired metadata", move |c| {
+            c.execute(
+                "DELETE FROM batch_metadata WHERE ttl < ?1",
+                params![now_unix],
+            )
+        })
+        .await
+    }
+}
+
+impl DeadLetterQueue for SqliteState {
+    async fn send(&self, letters: Vec<DeadLetter>) -> Result<(), BackendError> {
+        self.with("storing dead letters", move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO dead_letters
+                     (payload, reason, kind, stage, plugin, shard_id, sequence_number, failed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for l in &letters {
+                    insert.execute(params![
+                        l.payload,
+                        l.reason,
+                        l.kind,
+                        l.stage,
+                        l.plugin,
+                        l.shard_id,
+                        l.sequence_number,
+                        l.failed_at
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+}
+
+fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_list(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+impl MetadataStore for SqliteState {
+    async fn record_batch(&self, batch: &BatchMetadata) -> Result<(), BackendError> {
+        let b = batch.clone();
+        self.with("recording batch metadata", move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO batch_metadata
+                 (batch_id, processed_at, shard_id, total_records, success_records, failed_records,
+                  partitions_count, ttl, plugin_versions, object_keys)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    b.batch_id,
+                    b.processed_at,
+                    b.shard_id,
+                    b.total_records,
+                    b.success_records,
+                    b.failed_records,
+                    b.partitions_count,
+                    b.ttl,
+                    json_list(&b.plugin_versions),
+                    json_list(&b.object_keys)
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn batches_for_shard(
+        &self,
+        shard_id: &str,
+        limit: usize,
+    ) -> Result<Vec<BatchMetadata>, BackendError> {
+        let shard_id = shard_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with("reading batch metadata", move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT batch_id, processed_at, shard_id, total_records, success_records, failed_records,
+                        partitions_count, ttl, plugin_versions, object_keys
+                 FROM batch_metadata WHERE shard_id = ?1 ORDER BY processed_at DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![shard_id, limit], |row| {
+                Ok(BatchMetadata {
+                    batch_id: row.get(0)?,
+                    processed_at: row.get(1)?,
+                    shard_id: row.get(2)?,
+                    total_records: row.get(3)?,
+                    success_records: row.get(4)?,
+                    failed_records: row.get(5)?,
+                    partitions_count: row.get(6)?,
+                    ttl: row.get(7)?,
+                    plugin_versions: parse_list(row.get(8)?),
+                    object_keys: parse_list(row.get(9)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}

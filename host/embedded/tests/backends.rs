@@ -1,0 +1,206 @@
+//! The embedded backends, on real files and a real SQLite database.
+
+use weir_core::backend::{
+    BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, METADATA_TTL_SECONDS,
+    MetadataStore, ObjectStore,
+};
+use weir_embedded::{LocalObjectStore, SqliteState};
+
+#[tokio::test]
+async fn objects_round_trip_and_overwrite_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let key = "raw/event_type=metric/year=2024/month=01/day=15/hour=10/shard-1-5.jsonl";
+    assert_eq!(store.get(key).await.unwrap(), None);
+    store.put(key, b"{\"a\":1}\n".to_vec()).await.unwrap();
+    store.put(key, b"{\"a\":2}\n".to_vec()).await.unwrap();
+    assert_eq!(store.get(key).await.unwrap().unwrap(), b"{\"a\":2}\n");
+    store
+        .put("processed/x/y.jsonl", b"z".to_vec())
+        .await
+        .unwrap();
+
+    assert_eq!(store.list("raw/").await.unwrap(), vec![key.to_owned()]);
+    assert_eq!(store.list("").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list("raw/event_type=metric/year=2024")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+    // No temporary files are left beside the object.
+    let parent = dir
+        .path()
+        .join("objects")
+        .join(key)
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert_eq!(std::fs::read_dir(parent).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn keys_that_could_leave_the_root_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let store = LocalObjectStore::open(&root).unwrap();
+    for key in [
+        "../escape",
+        "a/../../escape",
+        "/etc/passwd",
+        "a//b",
+        "./a",
+        "a/./b",
+        "",
+        "a\\..\\b",
+        "a/",
+    ] {
+        let err = store.put(key, b"x".to_vec()).await.unwrap_err();
+        assert!(!err.retryable, "{key:?}");
+        assert!(err.to_string().contains("refused"), "{key:?}: {err}");
+        assert!(store.get(key).await.is_err(), "{key:?}");
+    }
+    // Nothing was written anywhere under the temporary directory but the root.
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from("objects")]);
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+}
+
+fn letter(payload: &[u8], stage: &str, kind: &str, shard: &str) -> DeadLetter {
+    DeadLetter {
+        payload: payload.to_vec(),
+        reason: format!("{kind} at {stage}"),
+        kind: kind.to_owned(),
+        stage: stage.to_owned(),
+        plugin: (stage == "enrich").then(|| "transaction@1.0.0".to_owned()),
+        shard_id: shard.to_owned(),
+        sequence_number: "49590338271490256608559692538361571095921575989136588898".to_owned(),
+        failed_at: "2024-01-15T10:31:00Z".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_keep_their_bytes_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("weir.db");
+    let not_utf8 = [0xff, 0xfe, 0x00, 0x41];
+    {
+        let state = SqliteState::open(&path).unwrap();
+        state
+            .send(vec![
+                letter(b"{not json", "intake", "not-json", "shard-1"),
+                letter(&not_utf8, "intake", "not-utf8", "shard-2"),
+                letter(b"{\"amount\":\"x\"}", "enrich", "invalid-field", "shard-1"),
+            ])
+            .await
+            .unwrap();
+    }
+    let state = SqliteState::open(&path).unwrap();
+    let all = state
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1].1.payload, not_utf8, "bytes kept exactly");
+    let intake = DeadLetterFilter {
+        stage: Some("intake".into()),
+        ..Default::default()
+    };
+    assert_eq!(state.dead_letters(intake).await.unwrap().len(), 2);
+    let shard = DeadLetterFilter {
+        shard_id: Some("shard-1".into()),
+        kind: Some("invalid-field".into()),
+        ..Default::default()
+    };
+    let found = state.dead_letters(shard).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1.plugin.as_deref(), Some("transaction@1.0.0"));
+    let by_reason = DeadLetterFilter {
+        reason_contains: Some("not-utf8".into()),
+        limit: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(state.dead_letters(by_reason).await.unwrap().len(), 1);
+
+    // As JSON, text payloads stay readable and binary ones become base64.
+    let json = serde_json::to_value(&all[1].1).unwrap();
+    assert_eq!(json["payload"]["base64"], "//4AQQ==");
+    let json = serde_json::to_value(&all[0].1).unwrap();
+    assert_eq!(json["payload"]["text"], "{not json");
+    let back: DeadLetter =
+        serde_json::from_value(serde_json::to_value(&all[1].1).unwrap()).unwrap();
+    assert_eq!(back, all[1].1);
+}
+
+fn batch(id: &str, shard: &str, processed_at: &str, ttl: i64) -> BatchMetadata {
+    BatchMetadata {
+        batch_id: id.to_owned(),
+        processed_at: processed_at.to_owned(),
+        shard_id: shard.to_owned(),
+        total_records: 100,
+        success_records: 97,
+        failed_records: 3,
+        partitions_count: 4,
+        ttl,
+        plugin_versions: vec!["transaction@1.0.0".into()],
+        object_keys: vec!["processed/a.jsonl".into()],
+    }
+}
+
+#[tokio::test]
+async fn batch_metadata_is_queryable_by_shard_replaced_on_retry_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let now = 1_705_314_660;
+    let ttl = now + METADATA_TTL_SECONDS;
+    state
+        .record_batch(&batch("b1", "shard-1", "2024-01-15T10:31:00Z", ttl))
+        .await
+        .unwrap();
+    state
+        .record_batch(&batch("b2", "shard-1", "2024-01-15T10:32:00Z", ttl))
+        .await
+        .unwrap();
+    state
+        .record_batch(&batch("b3", "shard-2", "2024-01-15T10:33:00Z", now - 1))
+        .await
+        .unwrap();
+    let mut retried = batch("b1", "shard-1", "2024-01-15T10:31:00Z", ttl);
+    retried.success_records = 100;
+    retried.failed_records = 0;
+    state.record_batch(&retried).await.unwrap();
+
+    let shard1 = state.batches_for_shard("shard-1", 10).await.unwrap();
+    assert_eq!(
+        shard1
+            .iter()
+            .map(|b| b.batch_id.as_str())
+            .collect::<Vec<_>>(),
+        ["b2", "b1"],
+        "newest first"
+    );
+    assert_eq!(shard1[1], retried, "a retried batch replaces its entry");
+    assert_eq!(
+        state.batches_for_shard("shard-1", 1).await.unwrap().len(),
+        1
+    );
+
+    assert_eq!(state.purge_expired_metadata(now).await.unwrap(), 1);
+    assert!(
+        state
+            .batches_for_shard("shard-2", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        state.batches_for_shard("shard-1", 10).await.unwrap().len(),
+        2
+    );
+}
