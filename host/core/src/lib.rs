@@ -12,6 +12,7 @@ mod json_object;
 mod outcome;
 pub mod partition;
 mod record;
+pub mod stream;
 pub mod time;
 
 pub use event::{PluginEvent, StreamContext};

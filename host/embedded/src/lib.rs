@@ -3,14 +3,18 @@
 //!
 //! - [`LocalObjectStore`]: objects as files under a root directory, written
 //!   atomically (temporary file, then rename), never outside the root.
-//! - [`SqliteState`]: one SQLite database (bundled, no server) for dead letters
-//!   and batch metadata; stream, checkpoints and the plugin registry join it.
+//! - [`SqliteState`]: one SQLite database (bundled, no server) for dead letters,
+//!   batch metadata, the stream and checkpoints; the plugin registry joins it.
+//! - [`EmbeddedStream`]: Kinesis semantics (shards by MD5 hash-key range,
+//!   sequence numbers, checkpoints, retention, per-shard write limits) in it.
 //!
 //! SQLite calls block, so they run on tokio's blocking pool; the connection is
 //! shared behind a mutex (SQLite serialises writers anyway).
 
 mod objects;
 mod state;
+mod stream;
 
 pub use objects::LocalObjectStore;
 pub use state::SqliteState;
+pub use stream::{Clock, EmbeddedStream, StreamSettings};

@@ -38,6 +38,30 @@ const SCHEMA: &str = "
     );
     -- The seed's ShardIndex.
     CREATE INDEX IF NOT EXISTS batch_metadata_by_shard ON batch_metadata (shard_id, processed_at);
+
+    CREATE TABLE IF NOT EXISTS streams (
+        name TEXT PRIMARY KEY,
+        shard_count INTEGER NOT NULL
+    );
+    -- AUTOINCREMENT: a sequence number is never reused, even after retention
+    -- deletes the newest records.
+    CREATE TABLE IF NOT EXISTS stream_records (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
+        data BLOB NOT NULL,
+        arrival_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS stream_records_by_shard ON stream_records (stream, shard_id, seq);
+    CREATE INDEX IF NOT EXISTS stream_records_by_arrival ON stream_records (stream, arrival_ms);
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        consumer TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (consumer, stream, shard_id)
+    );
 ";
 
 /// Weir's embedded state. Cheap to clone; clones share the connection.
@@ -89,7 +113,7 @@ impl SqliteState {
     }
 
     /// Runs `f` with the connection on tokio's blocking pool.
-    async fn with<T: Send + 'static>(
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         what: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
