@@ -6,6 +6,7 @@ mod demo;
 mod plugin_new;
 mod plugin_run;
 mod plugin_test;
+mod produce;
 mod sample;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
     Demo(demo::Args),
     /// Measure plugin throughput and footprint against a Python yardstick.
     Bench(bench::Args),
+    /// Put generated events on the embedded stream at a rate (the seeds' producer).
+    Produce(produce::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,5 +156,6 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
         Command::Bench(args) => bench::run(cli.cache_dir, args),
+        Command::Produce(args) => produce::run(args),
     }
 }

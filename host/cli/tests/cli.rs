@@ -364,3 +364,97 @@ fn the_demo_accounts_for_every_event() {
         "the sample has mid-range transactions of both tenants"
     );
 }
+
+#[test]
+fn produce_retries_throttled_records_until_every_one_is_on_the_stream() {
+    use weir_core::stream::{StartingPosition, StreamSource};
+    use weir_embedded::{EmbeddedStream, SqliteState, StreamSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    // One shard takes 1,000 records a second; 2,500 as fast as possible must be throttled.
+    let args = [
+        "produce",
+        "--data-dir",
+        data_dir,
+        "--stream",
+        "stress",
+        "--shards",
+        "1",
+        "--rate",
+        "0",
+        "--count",
+        "2500",
+        "--batch-size",
+        "500",
+        "--duration",
+        "60",
+        "--types",
+        "transaction,metric",
+        "--tenants",
+        "acme",
+    ];
+    let output = weir(&args).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("2500 sent"), "{stderr}");
+    let throttled: u64 = stderr
+        .split(" throttled (")
+        .next()
+        .and_then(|s| s.rsplit(", ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no throttled count in {stderr}"));
+    assert!(throttled > 0, "{stderr}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+        let stream = EmbeddedStream::open(
+            state,
+            StreamSettings {
+                shard_count: 1,
+                ..StreamSettings::new("stress")
+            },
+        )
+        .await
+        .unwrap();
+        let read = stream
+            .read(
+                "shardId-000000000000",
+                &StartingPosition::TrimHorizon,
+                10_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            read.records.len(),
+            2500,
+            "every record once: none lost, none duplicated"
+        );
+        for record in &read.records {
+            let event: Value = serde_json::from_slice(&record.data).unwrap();
+            assert_eq!(event["tenant_id"], "acme");
+            assert!(["transaction", "metric"].contains(&event["event_type"].as_str().unwrap()));
+        }
+    });
+}
+
+#[test]
+fn produce_refuses_unknown_event_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = weir(&[
+        "produce",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--types",
+        "bogus",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("unknown event type `bogus`"),
+        "{}",
+        text(&output.stderr)
+    );
+}
