@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod envelope;
 mod event;
+pub mod intake;
 mod json_object;
 mod outcome;
 pub mod partition;
