@@ -1,0 +1,281 @@
+//! One batch through the whole record path, on the embedded backends with real
+//! compiled plugins.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use weir_core::backend::{DeadLetterFilter, MetadataStore, ObjectStore};
+use weir_core::stream::{SequenceNumber, StreamRecord};
+use weir_embedded::{LocalObjectStore, SqliteState};
+use weir_pipeline::{Pipeline, PipelineSettings};
+use weir_runtime::router::{Binding, Router};
+use weir_runtime::{Limits, Runtime, RuntimeSettings};
+use weir_testkit::build::{repo_plugin, shared_cache_dir};
+
+const SHARD: &str = "shardId-000000000000";
+
+fn record(seq: u64, data: &[u8]) -> StreamRecord {
+    StreamRecord {
+        shard_id: SHARD.into(),
+        sequence_number: SequenceNumber::from_u64(seq),
+        partition_key: format!("pk-{}", seq % 3),
+        data: data.to_vec(),
+        arrival_time: "2024-01-15T10:30:05.000Z".into(),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    weir_core::time::parse_rfc3339("2024-01-15T10:31:00Z").unwrap()
+}
+
+fn router() -> Router {
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut router = Router::new();
+    for (plugin, event_type) in [
+        ("transaction", "transaction"),
+        ("metric", "metric"),
+        ("hostile", "hostile"),
+    ] {
+        let plugin = runtime.load_file(repo_plugin(plugin)).unwrap();
+        router.bind(
+            None,
+            event_type,
+            Binding {
+                plugin,
+                config: vec![],
+                limits: Limits::default(),
+            },
+        );
+    }
+    router
+}
+
+/// A batch with good records of bound and unbound types and the hostile corpus.
+fn batch() -> Vec<StreamRecord> {
+    let items: Vec<&[u8]> = vec![
+        br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":1500,"tenant_id":"acme"}"#,
+        br#"{"event_type":"metric","timestamp":"2024-01-15T11:59:00+01:00","metric_name":"cpu","value":150}"#,
+        br#"{"event_type":"page_view","timestamp":"2024-01-15T10:30:00Z","page":"/"}"#,
+        br#"{"event_type":"hostile","timestamp":"2024-01-15T10:30:00Z","attack":"drop"}"#,
+        br#"{"event_type":"hostile","timestamp":"2024-01-15T10:30:00Z","attack":"invalid-json"}"#,
+        b"not json",
+        &[0xff, 0xfe, 0x00],
+        br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z"}"#,
+        br#"{"event_type":"../../escape","timestamp":"2024-01-15T10:30:00Z"}"#,
+        br#"{"event_type":"x","tenant_id":"../../etc"}"#,
+    ];
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, data)| record(100 + i as u64, data))
+        .collect()
+}
+
+async fn lines(store: &LocalObjectStore, prefix: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    for key in store.list(prefix).await.unwrap() {
+        let body = store.get(&key).await.unwrap().unwrap();
+        for line in String::from_utf8(body).unwrap().lines() {
+            all.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_record_is_written_dropped_or_dead_lettered_and_nothing_leaves_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+    let pipeline = Pipeline {
+        objects,
+        dead_letters: state.clone(),
+        metadata: state.clone(),
+        router: router(),
+        settings: PipelineSettings::default(),
+    };
+    let records = batch();
+    let result = pipeline
+        .process_batch(SHARD, &records, now())
+        .await
+        .unwrap();
+    let c = &result.counts;
+    assert_eq!(result.batch_id, "shardId-000000000000-100-109");
+    assert_eq!(
+        (c.records, c.accepted, c.refused_at_intake),
+        (10, 6, 4),
+        "{c:?}"
+    );
+    assert_eq!(
+        (
+            c.enriched,
+            c.passed_through,
+            c.dropped,
+            c.rejected_by_plugins
+        ),
+        (2, 2, 1, 1),
+        "{c:?}"
+    );
+    assert!(c.is_balanced(true), "{c:?}");
+
+    // Raw stage: every accepted record, with its stream metadata, by partition.
+    let raw = lines(&pipeline.objects, "raw/").await;
+    assert_eq!(raw.len(), 6);
+    assert!(
+        raw.iter()
+            .all(|l| l["kinesis_metadata"]["shard_id"] == SHARD)
+    );
+    // Processed stage: enriched and passed-through records in the envelope.
+    let processed = lines(&pipeline.objects, "processed/").await;
+    assert_eq!(processed.len() as u32, c.outputs);
+    let tx = processed
+        .iter()
+        .find(|l| l["enriched_data"]["event_type"] == "transaction")
+        .unwrap();
+    assert_eq!(tx["enriched_data"]["is_high_value"], true);
+    assert_eq!(tx["metadata"]["plugin"], "transaction@1.0.0");
+    let page = processed
+        .iter()
+        .find(|l| l["enriched_data"]["event_type"] == "page_view")
+        .unwrap();
+    assert_eq!(
+        page["metadata"]["plugin"],
+        Value::Null,
+        "passed through unenriched"
+    );
+
+    // Partitions come from the event time in UTC; the traversal attempt is encoded.
+    let keys = pipeline.objects.list("").await.unwrap();
+    assert!(
+        keys.iter().any(
+            |k| k.starts_with("processed/event_type=metric/year=2024/month=01/day=15/hour=10/")
+        ),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.contains("event_type=%2E%2E%2F%2E%2E%2Fescape/")),
+        "{keys:?}"
+    );
+    let escaped = dir.path().join("escape");
+    assert!(!escaped.exists());
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 2, "only objects/ and state/: {entries:?}");
+
+    // Dead letters: exact bytes, stage, kind, plugin.
+    let letters = state
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len() as u32, c.dead_lettered());
+    let by_seq = |seq: &str| {
+        letters
+            .iter()
+            .find(|(_, l)| l.sequence_number == seq)
+            .map(|(_, l)| l.clone())
+            .unwrap()
+    };
+    assert_eq!(by_seq("105").kind, "not-json");
+    assert_eq!(by_seq("106").payload, vec![0xff, 0xfe, 0x00]);
+    assert_eq!(by_seq("106").kind, "not-utf8");
+    assert_eq!(by_seq("107").kind, "missing-field");
+    assert_eq!(by_seq("109").kind, "invalid-field");
+    let plugin_letter = by_seq("104");
+    assert_eq!(
+        (plugin_letter.stage.as_str(), plugin_letter.kind.as_str()),
+        ("enrich", "invalid-output")
+    );
+    assert_eq!(plugin_letter.plugin.as_deref(), Some("hostile@6.6.6"));
+
+    // Metadata, with lineage.
+    let batches = pipeline
+        .metadata
+        .batches_for_shard(SHARD, 10)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    let m = &batches[0];
+    assert_eq!(
+        (m.total_records, m.success_records, m.failed_records),
+        (10, 5, 5)
+    );
+    assert_eq!(m.object_keys, result.object_keys);
+    assert_eq!(
+        m.plugin_versions,
+        ["hostile@6.6.6", "metric@1.0.0", "transaction@1.0.0"]
+    );
+    assert_eq!(m.ttl, now().timestamp() + 30 * 24 * 3600);
+}
+
+#[tokio::test]
+async fn a_retried_batch_overwrites_its_objects_instead_of_duplicating_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+    let pipeline = Pipeline {
+        objects,
+        dead_letters: state.clone(),
+        metadata: state.clone(),
+        router: router(),
+        settings: PipelineSettings::default(),
+    };
+    let records = batch();
+    let first = pipeline
+        .process_batch(SHARD, &records, now())
+        .await
+        .unwrap();
+    let second = pipeline
+        .process_batch(SHARD, &records, now())
+        .await
+        .unwrap();
+    assert_eq!(first.object_keys, second.object_keys);
+    assert_eq!(lines(&pipeline.objects, "raw/").await.len(), 6);
+    assert_eq!(
+        lines(&pipeline.objects, "processed/").await.len() as u32,
+        first.counts.outputs
+    );
+    let processed = lines(&pipeline.objects, "processed/").await;
+    let ids: std::collections::HashSet<&str> = processed
+        .iter()
+        .map(|l| l["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), processed.len(), "record ids are unique");
+}
+
+#[tokio::test]
+async fn raw_only_mode_writes_the_raw_stage_and_no_processed_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+    let settings = PipelineSettings {
+        enrich: false,
+        ..Default::default()
+    };
+    let pipeline = Pipeline {
+        objects,
+        dead_letters: state.clone(),
+        metadata: state,
+        router: Router::new(),
+        settings,
+    };
+    let result = pipeline
+        .process_batch(SHARD, &batch(), now())
+        .await
+        .unwrap();
+    assert!(result.counts.is_balanced(false));
+    assert_eq!(lines(&pipeline.objects, "raw/").await.len(), 6);
+    assert!(
+        pipeline
+            .objects
+            .list("processed/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
