@@ -6,13 +6,15 @@
 //! the batch's metadata. Generic over the backends: the same code runs on the
 //! embedded backends and on AWS.
 //!
-//! Not here: reading the stream, checkpoints and retries. The caller (a
-//! service loop or a Lambda handler) checkpoints a batch only after
-//! [`Pipeline::process_batch`] returned `Ok`: by then its objects, dead letters
-//! and metadata are durable. Object keys are deterministic, so a retried batch
-//! overwrites its own objects.
+//! [`drain`] and [`serve`] consume a stream with checkpoints; a Lambda handler
+//! calls [`Pipeline::process_batch`] itself. Either checkpoints a batch only
+//! after it returned `Ok`: by then its objects, dead letters and metadata are
+//! durable. Object keys are deterministic, so a retried batch overwrites its
+//! own objects.
 
 mod batch;
+mod consumer;
 mod raw;
 
 pub use batch::{BatchCounts, BatchResult, Pipeline, PipelineSettings};
+pub use consumer::{ConsumeReport, ConsumerSettings, drain, serve};
