@@ -8,6 +8,8 @@ mod plugin_run;
 mod plugin_test;
 mod produce;
 mod sample;
+mod serve;
+mod wiring;
 
 use std::path::PathBuf;
 
@@ -55,8 +57,10 @@ enum Command {
     /// Work with plugins: run, test, describe, scaffold.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Build the example plugins and run a mix of generated events through them.
+    /// The main job: the whole local pipeline with the example plugins.
     Demo(demo::Args),
+    /// Run the embedded pipeline as a service: consume every shard, with checkpoints.
+    Serve(serve::Args),
     /// Measure plugin throughput and footprint against a Python yardstick.
     Bench(bench::Args),
     /// Put generated events on the embedded stream at a rate (the seeds' producer).
@@ -157,5 +161,6 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
         Command::Bench(args) => bench::run(cli.cache_dir, args),
         Command::Produce(args) => produce::run(args),
+        Command::Serve(args) => serve::run(runtime(cli.cache_dir)?, args),
     }
 }

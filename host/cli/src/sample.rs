@@ -79,10 +79,4 @@ impl Sampler {
             }),
         }
     }
-
-    /// An event of a random type.
-    pub fn any(&mut self) -> Value {
-        let event_type = EVENT_TYPES[self.rng.random_range(0..EVENT_TYPES.len())];
-        self.event(event_type)
-    }
 }

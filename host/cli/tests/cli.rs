@@ -296,73 +296,90 @@ fn a_scaffolded_plugin_builds_and_passes_its_own_tests() {
 }
 
 #[test]
-fn the_demo_accounts_for_every_event() {
+fn the_demo_runs_the_pipeline_and_accounts_for_every_event() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let output = weir(&["demo", "--events", "3000", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let data_dir = dir.path().join("demo");
+    let output = weir(&[
+        "demo",
+        "--events",
+        "3000",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
-    let total = stdout
-        .lines()
-        .find(|l| l.starts_with("total"))
-        .expect("a total line");
-    let numbers: Vec<u64> = total
-        .split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let [events, written, dropped, rejected] = numbers[..] else {
-        panic!("{total}")
+    let count = |label: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    assert_eq!(events, 3000);
-    // Every example plugin maps one event to one output, so nothing may go missing.
-    assert_eq!(written + dropped + rejected, events, "{stdout}");
+    let (records, enriched, passed, dropped, dead) = (
+        count("records in"),
+        count("written (enriched)"),
+        count("passed through"),
+        count("dropped by plugins"),
+        count("dead-lettered"),
+    );
+    assert_eq!(records, 3000);
+    assert_eq!(enriched + passed + dropped + dead, records, "{stdout}");
+    assert!(
+        dead > 0 && passed > 0,
+        "the demo shows dead letters and pass-through: {stdout}"
+    );
 
+    // The processed objects hold exactly the written records, partitioned Hive-style.
+    let processed = data_dir.join("objects/processed");
     let mut lines = 0;
-    for event_type in [
-        "transaction",
-        "user_action",
-        "metric",
-        "system_event",
-        "sensor_reading",
-    ] {
-        let text = std::fs::read_to_string(out.join(format!("{event_type}.jsonl"))).unwrap();
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["enriched_data"]["event_type"], event_type);
-            lines += 1;
-        }
-    }
-    let dead = std::fs::read_to_string(out.join("dead-letters.jsonl")).unwrap();
-    assert_eq!(lines as u64, written);
-    assert_eq!(dead.lines().count() as u64, rejected);
-    // Tenant acme has its own binding: high value from 500, not the default 1,000.
-    let transactions = std::fs::read_to_string(out.join("transaction.jsonl")).unwrap();
-    let mut seen = (false, false);
-    for line in transactions.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let data = &v["enriched_data"];
-        let amount = data["amount"].as_f64().unwrap();
-        if (500.0..=1000.0).contains(&amount) && amount > 500.0 {
-            match data["tenant_id"].as_str().unwrap() {
-                "acme" => {
-                    assert_eq!(data["is_high_value"], true, "{line}");
-                    seen.0 = true;
-                }
-                _ => {
-                    assert_eq!(data["is_high_value"], false, "{line}");
-                    seen.1 = true;
+    let mut acme_checked = (false, false);
+    let mut stack = vec![processed];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let key = path.to_string_lossy().into_owned();
+            assert!(
+                key.contains("/event_type=") && key.contains("/year=2024/month=01/day=15/hour="),
+                "{key}"
+            );
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                lines += 1;
+                let v: Value = serde_json::from_str(line).unwrap();
+                let data = &v["enriched_data"];
+                // Tenant acme has its own binding: high value from 500, not 1,000.
+                if data["event_type"] == "transaction" {
+                    let amount = data["amount"].as_f64().unwrap();
+                    if amount > 500.0 && amount <= 1000.0 {
+                        let acme = data["tenant_id"] == "acme";
+                        assert_eq!(data["is_high_value"], acme, "{line}");
+                        if acme {
+                            acme_checked.0 = true
+                        } else {
+                            acme_checked.1 = true
+                        }
+                    }
                 }
             }
         }
     }
+    assert_eq!(lines, enriched + passed);
     assert_eq!(
-        seen,
+        acme_checked,
         (true, true),
-        "the sample has mid-range transactions of both tenants"
+        "mid-range transactions of both tenants were seen"
     );
+    assert!(data_dir.join("state/weir.db").exists());
 }
 
 #[test]
@@ -457,4 +474,97 @@ fn produce_refuses_unknown_event_types() {
         "{}",
         text(&output.stderr)
     );
+}
+
+#[test]
+fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let start_serve = || {
+        weir(&[
+            "serve",
+            "--data-dir",
+            &data_dir,
+            "--batching-window-ms",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let count_processed = || -> usize {
+        let mut n = 0;
+        let mut stack = vec![dir.path().join("objects/processed")];
+        while let Some(path) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    n += std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .lines()
+                        .count();
+                }
+            }
+        }
+        n
+    };
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while count_processed() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve processed {} of {n}",
+                count_processed()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let interrupt = |child: std::process::Child| -> String {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    let produce = |count: &str| {
+        let args = [
+            "produce",
+            "--data-dir",
+            &data_dir,
+            "--rate",
+            "0",
+            "--count",
+            count,
+            "--batch-size",
+            "100",
+        ];
+        let output = weir(&args).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    };
+
+    let serve = start_serve();
+    produce("150");
+    wait_for(150);
+    let stderr = interrupt(serve);
+    assert!(
+        stderr.contains("served") && stderr.contains("150 records"),
+        "{stderr}"
+    );
+
+    // Restarted, it resumes from its checkpoints: only the new records.
+    produce("40");
+    let serve = start_serve();
+    wait_for(190);
+    let stderr = interrupt(serve);
+    assert!(stderr.contains("40 records"), "{stderr}");
+    assert_eq!(count_processed(), 190, "nothing processed twice");
 }

@@ -1,0 +1,87 @@
+//! Wiring shared by the commands that run the pipeline: the example plugins,
+//! their bindings, and the embedded backends under a data directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use weir_embedded::{LocalObjectStore, SqliteState};
+use weir_pipeline::{Pipeline, PipelineSettings};
+use weir_runtime::router::{Binding, Router};
+use weir_runtime::{Limits, Plugin, Runtime};
+use weir_testkit::build;
+
+/// The example plugins' crate names.
+pub const EXAMPLES: [&str; 5] = [
+    "transaction",
+    "user-action",
+    "metric",
+    "system-event",
+    "sensor",
+];
+
+/// The embedded pipeline under `data_dir`: objects in `objects/`, state in `state/weir.db`.
+pub type EmbeddedPipeline = Pipeline<LocalObjectStore, SqliteState, SqliteState>;
+
+/// Builds the repository's example plugins (cargo skips it when nothing
+/// changed) and returns the directory of their components.
+pub fn build_examples() -> anyhow::Result<PathBuf> {
+    let plugins_dir = build::repo_root().join("plugins");
+    eprintln!(
+        "building the example plugins in {} ...",
+        plugins_dir.display()
+    );
+    build::build_workspace(&plugins_dir).map_err(anyhow::Error::msg)
+}
+
+/// Loads every `.wasm` in `dir` named in `names` (crate names).
+pub fn load_examples(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<(String, Plugin)>> {
+    EXAMPLES
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+            let plugin = runtime
+                .load_file(&path)
+                .with_context(|| format!("loading {}", path.display()))?;
+            Ok(((*name).to_owned(), plugin))
+        })
+        .collect()
+}
+
+/// Binds each plugin as the default for the event types it declares.
+pub fn default_bindings(plugins: &[(String, Plugin)]) -> Router {
+    let mut router = Router::new();
+    for (_, plugin) in plugins {
+        for event_type in &plugin.info().event_types {
+            let binding = Binding {
+                plugin: plugin.clone(),
+                config: Vec::new(),
+                limits: Limits::default(),
+            };
+            router.bind(None, event_type, binding);
+        }
+    }
+    router
+}
+
+/// Opens the embedded backends under `data_dir`.
+pub fn embedded(data_dir: &Path) -> anyhow::Result<(LocalObjectStore, SqliteState)> {
+    let objects = LocalObjectStore::open(data_dir.join("objects"))?;
+    let db = data_dir.join("state").join("weir.db");
+    let state = SqliteState::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    Ok((objects, state))
+}
+
+pub fn pipeline(
+    data_dir: &Path,
+    router: Router,
+    settings: PipelineSettings,
+) -> anyhow::Result<EmbeddedPipeline> {
+    let (objects, state) = embedded(data_dir)?;
+    Ok(Pipeline {
+        objects,
+        dead_letters: state.clone(),
+        metadata: state,
+        router,
+        settings,
+    })
+}
