@@ -7,7 +7,6 @@
 //! line goes to stderr every second, and a summary at the end.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,21 +15,15 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use weir_core::stream::{PutRecord, PutResult, StreamSink};
-use weir_embedded::{EmbeddedStream, SqliteState, StreamSettings};
+use weir_embedded::{EmbeddedStream, SqliteState};
 
 use crate::sample::{EVENT_TYPES, Sampler};
+use crate::wiring::StreamArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where Weir keeps its state (the stream lives in `<data-dir>/state/weir.db`).
-    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
-    data_dir: PathBuf,
-    /// The stream to put records on.
-    #[arg(long, default_value = "events")]
-    stream: String,
-    /// Shards, when the stream is created (an existing stream keeps its own).
-    #[arg(long, default_value_t = 2)]
-    shards: u32,
+    #[command(flatten)]
+    target: StreamArgs,
     /// Records per second to aim for; 0: as fast as the stream takes them.
     #[arg(long, default_value_t = 10)]
     rate: u32,
@@ -113,13 +106,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn produce(args: Args) -> anyhow::Result<ExitCode> {
-    let db = args.data_dir.join("state").join("weir.db");
+    let db = args.target.data_dir.join("state").join("weir.db");
     let state = SqliteState::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let settings = StreamSettings {
-        shard_count: args.shards,
-        ..StreamSettings::new(&args.stream)
-    };
-    let stream = EmbeddedStream::open(state, settings).await?;
+    let stream = EmbeddedStream::open(state, args.target.settings()).await?;
 
     let limit = args.count.unwrap_or(u64::MAX);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
@@ -203,7 +192,7 @@ async fn produce(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!(
         "produced to stream `{}` in {}: {} sent, {} throttled ({} retried, {} given up), {} refused; \
          {:.1} s, {:.0} records/s achieved",
-        args.stream,
+        args.target.stream,
         db.display(),
         stats.sent,
         stats.throttled,

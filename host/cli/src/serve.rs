@@ -6,28 +6,20 @@
 //! output is durable; stopped with Ctrl-C, it finishes the batch in flight, and
 //! it resumes where it stopped when started again.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_embedded::{EmbeddedStream, StreamSettings};
+use weir_embedded::EmbeddedStream;
 use weir_pipeline::{ConsumerSettings, PipelineSettings, serve};
 use weir_runtime::Runtime;
 
-use crate::wiring;
+use crate::wiring::{self, StreamArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where Weir keeps its stream, objects, dead letters and metadata.
-    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
-    data_dir: PathBuf,
-    /// The stream to consume.
-    #[arg(long, default_value = "events")]
-    stream: String,
-    /// Shards, when the stream is created.
-    #[arg(long, default_value_t = 2)]
-    shards: u32,
+    #[command(flatten)]
+    target: StreamArgs,
     /// Records per batch at most.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
@@ -53,9 +45,8 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("bound {} to {}", plugin.label(), plugin.info().event_types.join(", "));
         }
         let settings = PipelineSettings { enrich: !args.raw_only, ..Default::default() };
-        let pipeline = wiring::pipeline(&args.data_dir, wiring::default_bindings(&plugins), settings)?;
-        let stream_settings = StreamSettings { shard_count: args.shards, ..StreamSettings::new(&args.stream) };
-        let stream = EmbeddedStream::open(pipeline.dead_letters.clone(), stream_settings).await?;
+        let pipeline = wiring::pipeline(&args.target.data_dir, wiring::default_bindings(&plugins), settings)?;
+        let stream = EmbeddedStream::open(pipeline.dead_letters.clone(), args.target.settings()).await?;
         let consumer = ConsumerSettings {
             name: args.consumer.clone(),
             batch_size: args.batch_size,
@@ -64,8 +55,8 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         };
         eprintln!(
             "serving stream `{}` from {} (Ctrl-C to stop; WEIR_LOG=info shows each batch)",
-            args.stream,
-            args.data_dir.display()
+            args.target.stream,
+            args.target.data_dir.display()
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

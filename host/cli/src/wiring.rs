@@ -4,11 +4,36 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use weir_embedded::{LocalObjectStore, SqliteState};
+use weir_embedded::{LocalObjectStore, SqliteState, StreamSettings};
 use weir_pipeline::{Pipeline, PipelineSettings};
 use weir_runtime::router::{Binding, Router};
 use weir_runtime::{Limits, Plugin, Runtime};
 use weir_testkit::build;
+
+/// Where the embedded stream and state live: shared by the commands that
+/// produce to or consume from it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Where Weir keeps its stream, objects, dead letters and metadata
+    /// (`objects/`, `state/weir.db`).
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
+    pub data_dir: PathBuf,
+    /// The stream.
+    #[arg(long, default_value = "events")]
+    pub stream: String,
+    /// Shards, when the stream is created (an existing stream keeps its own).
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+}
+
+impl StreamArgs {
+    pub fn settings(&self) -> StreamSettings {
+        StreamSettings {
+            shard_count: self.shards,
+            ..StreamSettings::new(&self.stream)
+        }
+    }
+}
 
 /// The example plugins' crate names.
 pub const EXAMPLES: [&str; 5] = [

@@ -1,15 +1,15 @@
 //! One batch through the whole record path, on the embedded backends with real
 //! compiled plugins.
 
+mod common;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use weir_core::backend::{DeadLetterFilter, MetadataStore, ObjectStore};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_embedded::{LocalObjectStore, SqliteState};
-use weir_pipeline::{Pipeline, PipelineSettings};
-use weir_runtime::router::{Binding, Router};
-use weir_runtime::{Limits, Runtime, RuntimeSettings};
-use weir_testkit::build::{repo_plugin, shared_cache_dir};
+use weir_pipeline::PipelineSettings;
+use weir_runtime::router::Router;
 
 const SHARD: &str = "shardId-000000000000";
 
@@ -28,29 +28,11 @@ fn now() -> DateTime<Utc> {
 }
 
 fn router() -> Router {
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut router = Router::new();
-    for (plugin, event_type) in [
+    common::router(&[
         ("transaction", "transaction"),
         ("metric", "metric"),
         ("hostile", "hostile"),
-    ] {
-        let plugin = runtime.load_file(repo_plugin(plugin)).unwrap();
-        router.bind(
-            None,
-            event_type,
-            Binding {
-                plugin,
-                config: vec![],
-                limits: Limits::default(),
-            },
-        );
-    }
-    router
+    ])
 }
 
 /// A batch with good records of bound and unbound types and the hostile corpus.
@@ -90,13 +72,7 @@ async fn every_record_is_written_dropped_or_dead_lettered_and_nothing_leaves_the
     let dir = tempfile::tempdir().unwrap();
     let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
     let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
-    let pipeline = Pipeline {
-        objects,
-        dead_letters: state.clone(),
-        metadata: state.clone(),
-        router: router(),
-        settings: PipelineSettings::default(),
-    };
+    let pipeline = common::pipeline(objects, &state, router(), PipelineSettings::default());
     let records = batch();
     let result = pipeline
         .process_batch(SHARD, &records, now())
@@ -218,13 +194,7 @@ async fn a_retried_batch_overwrites_its_objects_instead_of_duplicating_records()
     let dir = tempfile::tempdir().unwrap();
     let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
     let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
-    let pipeline = Pipeline {
-        objects,
-        dead_letters: state.clone(),
-        metadata: state.clone(),
-        router: router(),
-        settings: PipelineSettings::default(),
-    };
+    let pipeline = common::pipeline(objects, &state, router(), PipelineSettings::default());
     let records = batch();
     let first = pipeline
         .process_batch(SHARD, &records, now())
@@ -257,13 +227,7 @@ async fn raw_only_mode_writes_the_raw_stage_and_no_processed_objects() {
         enrich: false,
         ..Default::default()
     };
-    let pipeline = Pipeline {
-        objects,
-        dead_letters: state.clone(),
-        metadata: state,
-        router: Router::new(),
-        settings,
-    };
+    let pipeline = common::pipeline(objects, &state, Router::new(), settings);
     let result = pipeline
         .process_batch(SHARD, &batch(), now())
         .await

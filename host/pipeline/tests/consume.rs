@@ -1,5 +1,7 @@
 //! Consuming the embedded stream: checkpoints, crash and replay, the service loop.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,31 +12,6 @@ use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::stream::{PutRecord, PutResult, StreamSink, StreamSource};
 use weir_embedded::{EmbeddedStream, LocalObjectStore, SqliteState, StreamSettings};
 use weir_pipeline::{ConsumerSettings, Pipeline, PipelineSettings, drain, serve};
-use weir_runtime::router::{Binding, Router};
-use weir_runtime::{Limits, Runtime, RuntimeSettings};
-use weir_testkit::build::{repo_plugin, shared_cache_dir};
-
-fn router() -> Router {
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut router = Router::new();
-    for (plugin, event_type) in [("transaction", "transaction"), ("metric", "metric")] {
-        let plugin = runtime.load_file(repo_plugin(plugin)).unwrap();
-        router.bind(
-            None,
-            event_type,
-            Binding {
-                plugin,
-                config: vec![],
-                limits: Limits::default(),
-            },
-        );
-    }
-    router
-}
 
 async fn produce(stream: &EmbeddedStream, n: usize) {
     let records = (0..n)
@@ -95,13 +72,8 @@ fn pipeline<O: ObjectStore>(
     objects: O,
     state: &SqliteState,
 ) -> Pipeline<O, SqliteState, SqliteState> {
-    Pipeline {
-        objects,
-        dead_letters: state.clone(),
-        metadata: state.clone(),
-        router: router(),
-        settings: PipelineSettings::default(),
-    }
+    let router = common::router(&[("transaction", "transaction"), ("metric", "metric")]);
+    common::pipeline(objects, state, router, PipelineSettings::default())
 }
 
 #[tokio::test]
