@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod dlq;
 mod plugin_new;
 mod plugin_run;
 mod plugin_test;
@@ -65,6 +66,9 @@ enum Command {
     Bench(bench::Args),
     /// Put generated events on the embedded stream at a rate (the seeds' producer).
     Produce(produce::Args),
+    /// Inspect and redrive dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
         Command::Bench(args) => bench::run(cli.cache_dir, args),
         Command::Produce(args) => produce::run(args),
+        Command::Dlq(command) => dlq::run(command),
         Command::Serve(args) => serve::run(runtime(cli.cache_dir)?, args),
     }
 }

@@ -568,3 +568,108 @@ fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart(
     assert!(stderr.contains("40 records"), "{stderr}");
     assert_eq!(count_processed(), 190, "nothing processed twice");
 }
+
+#[test]
+fn dlq_lists_shows_and_redrives_dead_letters_back_onto_the_stream() {
+    use weir_core::stream::{StartingPosition, StreamSource};
+    use weir_embedded::{EmbeddedStream, SqliteState, StreamSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let output = weir(&["demo", "--events", "500", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let list = weir(&[
+        "dlq",
+        "list",
+        "--data-dir",
+        data_dir,
+        "--kind",
+        "missing-field",
+    ])
+    .output()
+    .unwrap();
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let letters: Vec<Value> = text(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 5, "one broken transaction in a hundred");
+    let first = &letters[0];
+    assert_eq!(first["stage"], "intake");
+    assert!(
+        first["reason"].as_str().unwrap().contains("`amount`"),
+        "{first}"
+    );
+    assert!(
+        first["payload"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"transaction\""),
+        "{first}"
+    );
+
+    let id = first["id"].as_i64().unwrap().to_string();
+    let show = weir(&["dlq", "show", "--data-dir", data_dir, &id])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(&shown, first);
+    let missing = weir(&["dlq", "show", "--data-dir", data_dir, "999999"])
+        .output()
+        .unwrap();
+    assert!(text(&missing.stderr).contains("no dead letter with id 999999"));
+
+    let unfiltered = weir(&["dlq", "redrive", "--data-dir", data_dir, "--stream", "demo"])
+        .output()
+        .unwrap();
+    assert_eq!(unfiltered.status.code(), Some(2));
+    assert!(
+        text(&unfiltered.stderr).contains("--all"),
+        "{}",
+        text(&unfiltered.stderr)
+    );
+
+    let args = [
+        "dlq",
+        "redrive",
+        "--data-dir",
+        data_dir,
+        "--stream",
+        "demo",
+        "--kind",
+        "missing-field",
+    ];
+    let redrive = weir(&args).output().unwrap();
+    assert!(
+        text(&redrive.stderr).contains("redrove 5 dead letter(s)"),
+        "{}",
+        text(&redrive.stderr)
+    );
+    let after = weir(&["dlq", "list", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert_eq!(text(&after.stdout).lines().count(), 0);
+
+    // The payloads are back on the stream, after the demo's 500 records.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let total = runtime.block_on(async {
+        let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+        let stream = EmbeddedStream::open(state, StreamSettings::new("demo"))
+            .await
+            .unwrap();
+        let mut total = 0;
+        for shard in stream.shards().await.unwrap() {
+            total += stream
+                .read(&shard, &StartingPosition::TrimHorizon, 10_000)
+                .await
+                .unwrap()
+                .records
+                .len();
+        }
+        total
+    });
+    assert_eq!(total, 505);
+}

@@ -85,6 +85,8 @@ pub struct DeadLetter {
     pub plugin: Option<String>,
     pub shard_id: String,
     pub sequence_number: String,
+    /// The stream partition key, so a redrive keeps the record's shard and order.
+    pub partition_key: String,
     /// RFC 3339 UTC.
     pub failed_at: String,
 }
@@ -127,6 +129,8 @@ pub struct DeadLetterFilter {
     pub shard_id: Option<String>,
     /// Substring of the reason.
     pub reason_contains: Option<String>,
+    /// One letter by its id.
+    pub id: Option<i64>,
     pub limit: Option<usize>,
 }
 

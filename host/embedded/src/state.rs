@@ -18,6 +18,7 @@ const SCHEMA: &str = "
         plugin TEXT,
         shard_id TEXT NOT NULL,
         sequence_number TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
         failed_at TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS dead_letters_by_stage ON dead_letters (stage, kind);
@@ -137,15 +138,16 @@ impl SqliteState {
     ) -> Result<Vec<(i64, DeadLetter)>, BackendError> {
         self.with("reading dead letters", move |c| {
             let mut statement = c.prepare(
-                "SELECT id, payload, reason, kind, stage, plugin, shard_id, sequence_number, failed_at
+                "SELECT id, payload, reason, kind, stage, plugin, shard_id, sequence_number, partition_key, failed_at
                  FROM dead_letters
                  WHERE (?1 IS NULL OR stage = ?1) AND (?2 IS NULL OR kind = ?2)
                    AND (?3 IS NULL OR shard_id = ?3) AND (?4 IS NULL OR instr(reason, ?4) > 0)
+                   AND (?6 IS NULL OR id = ?6)
                  ORDER BY id LIMIT ?5",
             )?;
             let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
             let rows = statement.query_map(
-                params![filter.stage, filter.kind, filter.shard_id, filter.reason_contains, limit],
+                params![filter.stage, filter.kind, filter.shard_id, filter.reason_contains, limit, filter.id],
                 |row| {
                     Ok((
                         row.get(0)?,
@@ -157,12 +159,31 @@ impl SqliteState {
                             plugin: row.get(5)?,
                             shard_id: row.get(6)?,
                             sequence_number: row.get(7)?,
-                            failed_at: row.get(8)?,
+                            partition_key: row.get(8)?,
+                            failed_at: row.get(9)?,
                         },
                     ))
                 },
             )?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes dead letters by id (after a redrive put them back on the
+    /// stream). Returns how many went.
+    pub async fn delete_dead_letters(&self, ids: Vec<i64>) -> Result<usize, BackendError> {
+        self.with("deleting dead letters", move |c| {
+            let tx = c.transaction()?;
+            let mut deleted = 0;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+                for id in &ids {
+                    deleted += delete.execute(params![id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
         })
         .await
     }
@@ -187,8 +208,8 @@ impl DeadLetterQueue for SqliteState {
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO dead_letters
-                     (payload, reason, kind, stage, plugin, shard_id, sequence_number, failed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (payload, reason, kind, stage, plugin, shard_id, sequence_number, partition_key, failed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 for l in &letters {
                     insert.execute(params![
@@ -199,6 +220,7 @@ impl DeadLetterQueue for SqliteState {
                         l.plugin,
                         l.shard_id,
                         l.sequence_number,
+                        l.partition_key,
                         l.failed_at
                     ])?;
                 }

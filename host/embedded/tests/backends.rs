@@ -81,6 +81,7 @@ fn letter(payload: &[u8], stage: &str, kind: &str, shard: &str) -> DeadLetter {
         plugin: (stage == "enrich").then(|| "transaction@1.0.0".to_owned()),
         shard_id: shard.to_owned(),
         sequence_number: "49590338271490256608559692538361571095921575989136588898".to_owned(),
+        partition_key: "user-1".to_owned(),
         failed_at: "2024-01-15T10:31:00Z".to_owned(),
     }
 }

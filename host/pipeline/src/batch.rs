@@ -151,6 +151,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                 plugin,
                 shard_id: source.shard_id.clone(),
                 sequence_number: source.sequence_number.to_string(),
+                partition_key: source.partition_key.clone(),
                 failed_at: processed.clone(),
             }
         };
