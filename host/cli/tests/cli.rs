@@ -673,3 +673,110 @@ fn dlq_lists_shows_and_redrives_dead_letters_back_onto_the_stream() {
     });
     assert_eq!(total, 505);
 }
+
+/// A Python with DuckDB (PyPI `duckdb`): a virtual environment under the
+/// target directory, made once and reused by later runs.
+fn python_with_duckdb() -> PathBuf {
+    let venv = repo_root().join("target/weir-test-venv");
+    let python = venv.join("bin/python");
+    let has_duckdb = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import duckdb"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_duckdb(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+        let pip = venv.join("bin/pip");
+        let installed = Command::new(&pip)
+            .args(["install", "--quiet", "duckdb"])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "installing duckdb from PyPI failed");
+    }
+    python
+}
+
+#[test]
+fn the_output_reads_back_as_a_table_in_duckdb_with_partition_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("demo");
+    let output = weir(&[
+        "demo",
+        "--events",
+        "1000",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let written: u64 = ["written (enriched)", "passed through"]
+        .iter()
+        .map(|label| {
+            let line = stdout.lines().find(|l| l.starts_with(label)).unwrap();
+            line[label.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+
+    let script = r#"
+import duckdb, json, sys
+glob = sys.argv[1] + "/objects/processed/**/*.jsonl"
+con = duckdb.connect()
+rows = con.execute(f"""
+    SELECT event_type, CAST(year AS INTEGER), CAST(month AS INTEGER), CAST(day AS INTEGER),
+           CAST(hour AS INTEGER), count(*), count(DISTINCT record_id)
+    FROM read_json_auto('{glob}', hive_partitioning = true)
+    GROUP BY ALL ORDER BY ALL""").fetchall()
+transactions = sys.argv[1] + "/objects/processed/event_type=transaction/**/*.jsonl"
+amounts = con.execute(f"""
+    SELECT count(*) FROM read_json_auto('{transactions}', hive_partitioning = true)
+    WHERE event_type = 'transaction' AND enriched_data.amount_category IS NOT NULL""").fetchone()[0]
+print(json.dumps({"rows": rows, "categorised_transactions": amounts}))
+"#;
+    let python = python_with_duckdb();
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = result["rows"].as_array().unwrap();
+    let total: u64 = rows.iter().map(|r| r[5].as_u64().unwrap()).sum();
+    assert_eq!(total, written, "every written record is a row: {rows:?}");
+    for row in rows {
+        assert_eq!(
+            row[5], row[6],
+            "record ids are unique within a partition: {row:?}"
+        );
+        assert_eq!(
+            (row[1].as_u64(), row[2].as_u64(), row[3].as_u64()),
+            (Some(2024), Some(1), Some(15)),
+            "{row:?}"
+        );
+    }
+    let types: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert!(
+        types.contains("transaction")
+            && types.contains("sensor_reading")
+            && types.contains("page_view"),
+        "{types:?}"
+    );
+    assert!(
+        result["categorised_transactions"].as_u64().unwrap() > 0,
+        "enriched fields are queryable"
+    );
+}
