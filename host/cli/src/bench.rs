@@ -25,6 +25,7 @@ use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
 use weir_testkit::build;
 
 use crate::sample::Sampler;
+use crate::wiring::{self, EXAMPLES};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,13 +45,6 @@ pub struct Args {
     repeat: u32,
 }
 
-const EXAMPLES: [&str; 5] = [
-    "transaction",
-    "user_action",
-    "metric",
-    "system_event",
-    "sensor",
-];
 const PROCESSED: &str = "2024-01-15T11:00:00Z";
 
 pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
@@ -60,9 +54,8 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let root = build::repo_root();
-    eprintln!("building the example plugins ...");
-    let wasm_dir = build::build_workspace(&root.join("plugins")).map_err(anyhow::Error::msg)?;
-    let wasm = |name: &str| wasm_dir.join(format!("{name}.wasm"));
+    let wasm_dir = wiring::build_examples()?;
+    let wasm = |name: &str| wiring::example_path(&wasm_dir, name);
 
     // Footprint first, before the benchmark's own data inflates the process. A
     // host at start-up loads precompiled artifacts; compiling (Cranelift's

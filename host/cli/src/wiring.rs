@@ -58,12 +58,17 @@ pub fn build_examples() -> anyhow::Result<PathBuf> {
     build::build_workspace(&plugins_dir).map_err(anyhow::Error::msg)
 }
 
-/// Loads every `.wasm` in `dir` named in `names` (crate names).
+/// The component of an example plugin (crate name) in `dir`.
+pub fn example_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// Loads every example plugin's component from `dir`.
 pub fn load_examples(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<(String, Plugin)>> {
     EXAMPLES
         .iter()
         .map(|name| {
-            let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+            let path = example_path(dir, name);
             let plugin = runtime
                 .load_file(&path)
                 .with_context(|| format!("loading {}", path.display()))?;

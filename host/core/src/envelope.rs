@@ -71,15 +71,6 @@ pub struct Original<'a> {
     pub sequence_number: &'a str,
 }
 
-impl<'a> Original<'a> {
-    /// The original's text when it can be copied as is: one line, one object.
-    fn verbatim(&self) -> Option<&'a str> {
-        let text = self.record.text().trim();
-        let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
-        (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
-    }
-}
-
 /// Appends one enriched line: `enriched_data` is the original object with the
 /// plugin's `added` fields merged over it.
 pub fn write_enriched(
@@ -95,7 +86,7 @@ pub fn write_enriched(
         .keys()
         .iter()
         .any(|k| original.record.contains_key(k.as_ref()));
-    match original.verbatim() {
+    match original.record.one_line_text() {
         // The common case: copy the original's bytes and the plugin's, without
         // re-serialising either.
         Some(text) if !collides => {
@@ -191,7 +182,7 @@ fn write_members<'m>(
 
 fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     out.extend_from_slice(b"{\"original_data\":");
-    match original.verbatim() {
+    match original.record.one_line_text() {
         Some(text) => out.extend_from_slice(text.as_bytes()),
         None => write_json(out, &original.record.to_map()),
     }

@@ -61,6 +61,14 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// The record's text, trimmed, when its bytes can go into a JSON Lines
+    /// line as they are: one line, one object. `None` for pretty-printed input.
+    pub fn one_line_text(&self) -> Option<&'a str> {
+        let text = self.text.trim();
+        let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
+        (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.members.iter().any(|(k, _)| k == key)
     }
@@ -106,6 +114,11 @@ mod tests {
         assert_eq!(r.get_str("missing").unwrap(), None);
         assert_eq!(r.get_str("value").unwrap_err(), r#"{"a":[1,2]}"#);
         assert!(r.contains_key("esc\"aped"));
+        assert_eq!(r.one_line_text(), Some(text));
+        assert_eq!(
+            Record::parse("{\n\"a\": 1\n}").unwrap().one_line_text(),
+            None
+        );
         assert_eq!(r.to_map()["n"], Value::Null);
     }
 

@@ -27,6 +27,14 @@ impl TestClock {
     }
 }
 
+/// A one-shard stream: every record in one place, in order.
+fn one_shard() -> StreamSettings {
+    StreamSettings {
+        shard_count: 1,
+        ..StreamSettings::new("events")
+    }
+}
+
 fn record(key: &str, data: &str) -> PutRecord {
     PutRecord {
         partition_key: key.to_owned(),
@@ -149,15 +157,7 @@ async fn bad_records_are_refused_for_good() {
 async fn reads_continue_from_where_they_stopped_and_from_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let clock = TestClock::new();
-    let s = stream(
-        dir.path(),
-        &clock,
-        StreamSettings {
-            shard_count: 1,
-            ..StreamSettings::new("events")
-        },
-    )
-    .await;
+    let s = stream(dir.path(), &clock, one_shard()).await;
     let shard = "shardId-000000000000";
     let latest = s.read(shard, &StartingPosition::Latest, 10).await.unwrap();
     assert!(latest.records.is_empty());
@@ -241,15 +241,7 @@ async fn checkpoints_persist_and_never_go_back() {
 async fn retention_deletes_old_records_and_sequence_numbers_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let clock = TestClock::new();
-    let s = stream(
-        dir.path(),
-        &clock,
-        StreamSettings {
-            shard_count: 1,
-            ..StreamSettings::new("events")
-        },
-    )
-    .await;
+    let s = stream(dir.path(), &clock, one_shard()).await;
     let old = s.put_records(vec![record("k", "old")]).await.unwrap();
     let (_, old_seq) = accepted(&old[0]);
     clock.advance(Duration::from_secs(25 * 3600));

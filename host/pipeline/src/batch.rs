@@ -13,7 +13,7 @@ use weir_core::intake::{self, Accepted, IntakeSettings};
 use weir_core::partition::{Partition, Stage, object_key};
 use weir_core::stream::StreamRecord;
 use weir_core::{JsonObject, Outcome, PluginEvent, RejectionKind, time};
-use weir_runtime::router::{Route, Router};
+use weir_runtime::router::Router;
 
 use crate::raw::write_raw_line;
 
@@ -92,6 +92,18 @@ pub struct Pipeline<O, D, M> {
     pub settings: PipelineSettings,
 }
 
+/// The output buffer of a partition. Looked up by reference: the partition is
+/// cloned once per batch and partition, not once per record.
+fn bucket<'m>(
+    objects: &'m mut BTreeMap<Partition, Vec<u8>>,
+    partition: &Partition,
+) -> &'m mut Vec<u8> {
+    if !objects.contains_key(partition) {
+        objects.insert(partition.clone(), Vec::new());
+    }
+    objects.get_mut(partition).expect("inserted above")
+}
+
 fn kind_name(kind: RejectionKind) -> String {
     serde_json::to_value(kind)
         .ok()
@@ -162,11 +174,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         for source in records {
             match intake::accept(&source.data, &source.arrival_time, &self.settings.intake) {
                 Ok(record) => {
-                    write_raw_line(
-                        raw.entry(record.partition.clone()).or_default(),
-                        &record.record,
-                        source,
-                    );
+                    write_raw_line(bucket(&mut raw, &record.partition), &record.record, source);
                     accepted.push((record, source));
                 }
                 Err(refusal) => {
@@ -284,7 +292,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                         sequence_number: source.sequence_number.as_str(),
                     };
                     envelope::write_outcome(
-                        out.entry(record.partition.clone()).or_default(),
+                        bucket(out, &record.partition),
                         original,
                         &pass_through,
                         ctx,
@@ -294,7 +302,6 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                 }
                 continue;
             };
-            debug_assert!(!matches!(route, Route::PassThrough));
             let event_times: Vec<String> = members
                 .iter()
                 .map(|&i| time::format_utc(accepted[i].0.event_time))
@@ -337,7 +344,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                     Outcome::Enrich(_) | Outcome::Emit(_) => {
                         counts.enriched += 1;
                         counts.outputs += envelope::write_outcome(
-                            out.entry(record.partition.clone()).or_default(),
+                            bucket(out, &record.partition),
                             original,
                             outcome,
                             ctx,

@@ -17,9 +17,10 @@ pub(crate) fn write_raw_line(out: &mut Vec<u8>, record: &Record<'_>, source: &St
         "shard_id": source.shard_id,
         "arrival_time": source.arrival_time,
     });
-    let text = record.text().trim();
-    let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
-    if one_line && !record.contains_key(KINESIS_FIELD) {
+    if let Some(text) = record
+        .one_line_text()
+        .filter(|_| !record.contains_key(KINESIS_FIELD))
+    {
         out.extend_from_slice(text[..text.len() - 1].trim_end().as_bytes());
         if !record.is_empty() {
             out.push(b',');
