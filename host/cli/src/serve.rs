@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_embedded::EmbeddedStream;
-use weir_pipeline::{ConsumerSettings, PipelineSettings, serve};
+use weir_pipeline::{ConsumerSettings, Mode, PipelineSettings, serve};
 use weir_runtime::Runtime;
 
 use crate::wiring::{self, StreamArgs};
@@ -29,9 +29,10 @@ pub struct Args {
     /// The checkpoint owner's name (two services with one name share progress).
     #[arg(long, default_value = "weir-serve")]
     consumer: String,
-    /// Write the raw stage only (no enrichment).
+    /// Two-stage mode, as the seed: each batch writes raw objects, then the
+    /// transformer enriches each raw object (default: enrich in the batch).
     #[arg(long)]
-    raw_only: bool,
+    two_stage: bool,
 }
 
 pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
@@ -44,7 +45,8 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         for (_, plugin) in &plugins {
             eprintln!("bound {} to {}", plugin.label(), plugin.info().event_types.join(", "));
         }
-        let settings = PipelineSettings { enrich: !args.raw_only, ..Default::default() };
+        let mode = if args.two_stage { Mode::TwoStage } else { Mode::SingleStage };
+        let settings = PipelineSettings { mode, ..Default::default() };
         let pipeline = wiring::pipeline(&args.target.data_dir, wiring::default_bindings(&plugins), settings)?;
         let stream = EmbeddedStream::open(pipeline.dead_letters.clone(), args.target.settings()).await?;
         let consumer = ConsumerSettings {

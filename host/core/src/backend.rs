@@ -14,6 +14,8 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::MinuteMetrics;
+
 /// A backend failed. `retryable`: whether trying again may succeed (a timeout,
 /// throttling, a 5xx) as opposed to a permanent fault (a missing bucket, no
 /// permission, a corrupt database) that needs an operator.
@@ -165,7 +167,8 @@ pub struct BatchMetadata {
 /// How long batch metadata is kept: the seed's 30 days.
 pub const METADATA_TTL_SECONDS: i64 = 30 * 24 * 3600;
 
-/// Batch metadata, queryable by shard (the seed's `ShardIndex`).
+/// Batch metadata, queryable by shard (the seed's `ShardIndex`), and the
+/// per-minute metrics of partition keys.
 pub trait MetadataStore: Send + Sync {
     /// Records a batch. Recording the same `batch_id` and `processed_at` again
     /// replaces the entry (a retried batch).
@@ -180,4 +183,19 @@ pub trait MetadataStore: Send + Sync {
         shard_id: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<BatchMetadata>, BackendError>> + Send;
+
+    /// Records a batch's per-minute metrics rows (the seed's metrics table).
+    /// A row with the same partition key, minute and batch id replaces the
+    /// old one.
+    fn record_metrics(
+        &self,
+        rows: Vec<MinuteMetrics>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// A partition key's minutes, merged over batches, newest first.
+    fn minute_metrics(
+        &self,
+        partition_key: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MinuteMetrics>, BackendError>> + Send;
 }

@@ -10,6 +10,7 @@ pub mod envelope;
 mod event;
 pub mod intake;
 mod json_object;
+pub mod metrics;
 mod outcome;
 pub mod partition;
 mod record;

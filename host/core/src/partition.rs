@@ -113,8 +113,120 @@ pub fn object_key(
     Ok(key)
 }
 
+/// An object key taken apart: what [`object_key`] put together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey {
+    pub stage: Stage,
+    /// `event_type=…/year=…/month=…/day=…/hour=…`, values encoded.
+    pub partition: String,
+    pub shard_id: String,
+    pub first_sequence: String,
+    pub last_sequence: String,
+}
+
+impl ObjectKey {
+    /// Parses a key [`object_key`] made; `None` for any other key.
+    pub fn parse(key: &str) -> Option<Self> {
+        let (stage, rest) = key.split_once('/')?;
+        let stage = match stage {
+            "raw" => Stage::Raw,
+            "processed" => Stage::Processed,
+            _ => return None,
+        };
+        let (partition, file) = rest.rsplit_once('/')?;
+        let stem = file.strip_suffix(".jsonl")?;
+        let mut parts = stem.rsplitn(3, '-');
+        let (last, first, shard) = (parts.next()?, parts.next()?, parts.next()?);
+        let segments: Vec<&str> = partition.split('/').collect();
+        let names = ["event_type=", "year=", "month=", "day=", "hour="];
+        let well_formed = segments.len() == names.len()
+            && segments
+                .iter()
+                .zip(names)
+                .all(|(segment, name)| segment.len() > name.len() && segment.starts_with(name));
+        if !well_formed {
+            return None;
+        }
+        Some(Self {
+            stage,
+            partition: partition.to_owned(),
+            shard_id: decode_value(shard)?,
+            first_sequence: decode_value(first)?,
+            last_sequence: decode_value(last)?,
+        })
+    }
+
+    /// The key of the same batch and partition in another stage.
+    pub fn in_stage(&self, stage: Stage) -> String {
+        let mut key = format!("{}/{}/", stage.as_str(), self.partition);
+        // These values came out of a key, so they encode again.
+        let _ = encode_value(&self.shard_id, &mut key);
+        key.push('-');
+        let _ = encode_value(&self.first_sequence, &mut key);
+        key.push('-');
+        let _ = encode_value(&self.last_sequence, &mut key);
+        key.push_str(".jsonl");
+        key
+    }
+}
+
+/// Undoes [`encode_value`]; `None` for text it cannot have made.
+fn decode_value(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn object_keys_parse_back() {
+        let p = Partition::new("page/view", at("2024-01-15T10:30:00Z")).unwrap();
+        let key = object_key(Stage::Raw, &p, "shardId-000000000001", "17", "42").unwrap();
+        let parsed = ObjectKey::parse(&key).unwrap();
+        assert_eq!(parsed.stage, Stage::Raw);
+        assert_eq!(parsed.partition, p.as_str());
+        assert_eq!(
+            (
+                parsed.shard_id.as_str(),
+                parsed.first_sequence.as_str(),
+                parsed.last_sequence.as_str()
+            ),
+            ("shardId-000000000001", "17", "42")
+        );
+        assert_eq!(
+            parsed.in_stage(Stage::Processed),
+            object_key(Stage::Processed, &p, "shardId-000000000001", "17", "42").unwrap()
+        );
+        let odd = object_key(Stage::Processed, &p, "shard a/b", "1", "2").unwrap();
+        assert_eq!(ObjectKey::parse(&odd).unwrap().shard_id, "shard a/b");
+        for bad in [
+            "raw/x.jsonl",
+            "other/event_type=a/year=1/month=1/day=1/hour=1/s-1-2.jsonl",
+            "raw/event_type=a/year=1/month=1/day=1/hour=1/s-1-2.json",
+            "raw/event_type=a/year=1/month=1/day=1/s-1-2.jsonl",
+            "raw/event_type=a/year=1/month=1/day=1/hour=1/s%2-1-2.jsonl",
+            "raw/event_type=a/year=1/month=1/day=1/hour=1/1-2.jsonl",
+        ] {
+            assert_eq!(ObjectKey::parse(bad), None, "{bad}");
+        }
+    }
+
     use std::path::{Component, Path};
 
     use super::*;

@@ -69,6 +69,11 @@ impl<'a> Record<'a> {
         (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
     }
 
+    /// The top-level members in document order, as raw JSON.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.members.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.members.iter().any(|(k, _)| k == key)
     }

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use weir_core::backend::{
     BackendError, BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, MetadataStore,
 };
+use weir_core::metrics::{MinuteMetrics, merge_minutes};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dead_letters (
@@ -39,6 +40,17 @@ const SCHEMA: &str = "
     );
     -- The seed's ShardIndex.
     CREATE INDEX IF NOT EXISTS batch_metadata_by_shard ON batch_metadata (shard_id, processed_at);
+
+    -- The seed's metrics table: one row per partition key, minute and batch.
+    CREATE TABLE IF NOT EXISTS minute_metrics (
+        partition_key TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        readings TEXT NOT NULL,
+        ttl INTEGER NOT NULL,
+        PRIMARY KEY (partition_key, minute, batch_id)
+    );
 
     CREATE TABLE IF NOT EXISTS streams (
         name TEXT PRIMARY KEY,
@@ -188,14 +200,22 @@ impl SqliteState {
         .await
     }
 
-    /// Deletes batch metadata whose TTL has passed (DynamoDB does this by
-    /// itself; locally it is done on demand). Returns how many went.
+    /// Deletes batch metadata and metrics rows whose TTL has passed
+    /// (DynamoDB does this by itself; locally it is done on demand). Returns
+    /// how many went.
     pub async fn purge_expired_metadata(&self, now_unix: i64) -> Result<usize, BackendError> {
         self.with("purging expired metadata", move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            let batches = tx.execute(
                 "DELETE FROM batch_metadata WHERE ttl < ?1",
                 params![now_unix],
-            )
+            )?;
+            let metrics = tx.execute(
+                "DELETE FROM minute_metrics WHERE ttl < ?1",
+                params![now_unix],
+            )?;
+            tx.commit()?;
+            Ok(batches + metrics)
         })
         .await
     }
@@ -296,5 +316,66 @@ impl MetadataStore for SqliteState {
             rows.collect()
         })
         .await
+    }
+
+    async fn record_metrics(&self, rows: Vec<MinuteMetrics>) -> Result<(), BackendError> {
+        self.with("recording metrics", move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO minute_metrics
+                     (partition_key, minute, batch_id, records, readings, ttl)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for row in &rows {
+                    let readings =
+                        serde_json::to_string(&row.readings).unwrap_or_else(|_| "{}".to_owned());
+                    insert.execute(params![
+                        row.partition_key,
+                        row.minute,
+                        row.batch_id,
+                        i64::try_from(row.records).unwrap_or(i64::MAX),
+                        readings,
+                        row.ttl
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn minute_metrics(
+        &self,
+        partition_key: &str,
+        limit: usize,
+    ) -> Result<Vec<MinuteMetrics>, BackendError> {
+        let partition_key = partition_key.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .with("reading metrics", move |c| {
+                // The newest `limit` minutes, with all their batches' rows.
+                let mut statement = c.prepare_cached(
+                    "SELECT partition_key, minute, batch_id, records, readings, ttl
+                     FROM minute_metrics
+                     WHERE partition_key = ?1 AND minute IN (
+                         SELECT DISTINCT minute FROM minute_metrics WHERE partition_key = ?1
+                         ORDER BY minute DESC LIMIT ?2)",
+                )?;
+                let rows = statement.query_map(params![partition_key, limit], |row| {
+                    let readings: String = row.get(4)?;
+                    Ok(MinuteMetrics {
+                        partition_key: row.get(0)?,
+                        minute: row.get(1)?,
+                        batch_id: row.get(2)?,
+                        records: row.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                        readings: serde_json::from_str(&readings).unwrap_or_default(),
+                        ttl: row.get(5)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(merge_minutes(rows))
     }
 }

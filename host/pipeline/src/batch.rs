@@ -1,6 +1,5 @@
 //! One batch through the record path.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -8,14 +7,27 @@ use weir_core::backend::{
     BackendError, BatchMetadata, DeadLetter, DeadLetterQueue, METADATA_TTL_SECONDS, MetadataStore,
     ObjectStore,
 };
-use weir_core::envelope::{self, EnvelopeContext, Original};
 use weir_core::intake::{self, Accepted, IntakeSettings};
+use weir_core::metrics::{METRICS_TTL_SECONDS, MinuteAggregator};
 use weir_core::partition::{Partition, Stage, object_key};
 use weir_core::stream::StreamRecord;
-use weir_core::{JsonObject, Outcome, PluginEvent, RejectionKind, time};
+use weir_core::time;
 use weir_runtime::router::Router;
 
+use crate::enrich::{EnrichContext, enrich};
 use crate::raw::write_raw_line;
+
+/// Where enrichment happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Enrich in the same batch as the raw stage: lowest latency.
+    #[default]
+    SingleStage,
+    /// As the seed: a batch writes raw objects only; the transformer
+    /// ([`Pipeline::transform_object`]) enriches each raw object once it is
+    /// written (on AWS, on its S3 notification).
+    TwoStage,
+}
 
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
@@ -23,9 +35,7 @@ pub struct PipelineSettings {
     pub intake: IntakeSettings,
     /// `metadata.source` of output envelopes (the seed's `kinesis-stream`).
     pub source: String,
-    /// Single-stage: enrich in the same batch. Off: write the raw stage only
-    /// (two-stage mode enriches raw objects later).
-    pub enrich: bool,
+    pub mode: Mode,
 }
 
 impl Default for PipelineSettings {
@@ -33,7 +43,7 @@ impl Default for PipelineSettings {
         Self {
             intake: IntakeSettings::default(),
             source: "kinesis-stream".into(),
-            enrich: true,
+            mode: Mode::default(),
         }
     }
 }
@@ -69,16 +79,55 @@ impl BatchCounts {
             == self.enriched + self.dropped + self.rejected_by_plugins + self.passed_through;
         intake && (!enriched_stage || enrich)
     }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, o: &BatchCounts) {
+        self.records += o.records;
+        self.accepted += o.accepted;
+        self.refused_at_intake += o.refused_at_intake;
+        self.add_enrichment(o);
+    }
+
+    /// Adds what enrichment did in another run over the same records (the
+    /// transformer of two-stage mode), so the sum reads as one stage.
+    pub fn add_enrichment(&mut self, o: &BatchCounts) {
+        self.enriched += o.enriched;
+        self.outputs += o.outputs;
+        self.dropped += o.dropped;
+        self.rejected_by_plugins += o.rejected_by_plugins;
+        self.passed_through += o.passed_through;
+    }
 }
 
 /// What a batch produced.
 #[derive(Debug, Clone)]
 pub struct BatchResult {
-    /// `{shard}-{first}-{last}`: the same for every attempt of the batch.
+    /// `{shard}-{first}-{last}` (a raw object's key for the transformer): the
+    /// same for every attempt.
     pub batch_id: String,
     pub counts: BatchCounts,
     pub object_keys: Vec<String>,
     pub plugin_versions: Vec<String>,
+}
+
+impl BatchResult {
+    fn empty() -> Self {
+        Self {
+            batch_id: String::new(),
+            counts: BatchCounts::default(),
+            object_keys: Vec::new(),
+            plugin_versions: Vec::new(),
+        }
+    }
+
+    /// The raw objects written, for the transformer of two-stage mode.
+    pub fn raw_keys(&self) -> impl Iterator<Item = &str> {
+        let prefix = format!("{}/", Stage::Raw.as_str());
+        self.object_keys
+            .iter()
+            .map(String::as_str)
+            .filter(move |k| k.starts_with(&prefix))
+    }
 }
 
 /// The record path, over an object store, a dead-letter queue and a metadata
@@ -94,7 +143,7 @@ pub struct Pipeline<O, D, M> {
 
 /// The output buffer of a partition. Looked up by reference: the partition is
 /// cloned once per batch and partition, not once per record.
-fn bucket<'m>(
+pub(crate) fn bucket<'m>(
     objects: &'m mut BTreeMap<Partition, Vec<u8>>,
     partition: &Partition,
 ) -> &'m mut Vec<u8> {
@@ -104,18 +153,23 @@ fn bucket<'m>(
     objects.get_mut(partition).expect("inserted above")
 }
 
-fn kind_name(kind: RejectionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// One run of the record path: which batch, which stages.
+pub(crate) struct Run<'a> {
+    pub batch_id: String,
+    pub shard_id: &'a str,
+    pub first_seq: &'a str,
+    pub last_seq: &'a str,
+    pub write_raw: bool,
+    pub enrich: bool,
+    /// Records refused before intake (corrupt raw lines), already letters.
+    pub refused: Vec<DeadLetter>,
 }
 
 impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
     /// Processes one batch of a shard's records, oldest first. `Ok` means its
-    /// objects, dead letters and metadata are durable: checkpoint after it. An
-    /// `Err` is a backend failure: retry the batch (its objects are
-    /// overwritten, not duplicated).
+    /// objects, dead letters, metadata and metrics are durable: checkpoint
+    /// after it. An `Err` is a backend failure: retry the batch (its objects
+    /// are overwritten, not duplicated).
     pub async fn process_batch(
         &self,
         shard_id: &str,
@@ -123,21 +177,43 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         processed_at: DateTime<Utc>,
     ) -> Result<BatchResult, BackendError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Ok(BatchResult {
-                batch_id: String::new(),
-                counts: BatchCounts::default(),
-                object_keys: Vec::new(),
-                plugin_versions: Vec::new(),
-            });
+            return Ok(BatchResult::empty());
         };
         let (first_seq, last_seq) = (
             first.sequence_number.as_str(),
             last.sequence_number.as_str(),
         );
-        let batch_id = format!("{shard_id}-{first_seq}-{last_seq}");
+        let run = Run {
+            batch_id: format!("{shard_id}-{first_seq}-{last_seq}"),
+            shard_id,
+            first_seq,
+            last_seq,
+            write_raw: true,
+            enrich: self.settings.mode == Mode::SingleStage,
+            refused: Vec::new(),
+        };
+        self.run(run, records, processed_at).await
+    }
+
+    pub(crate) async fn run(
+        &self,
+        run: Run<'_>,
+        records: &[StreamRecord],
+        processed_at: DateTime<Utc>,
+    ) -> Result<BatchResult, BackendError> {
+        let Run {
+            batch_id,
+            shard_id,
+            first_seq,
+            last_seq,
+            write_raw,
+            enrich: enrich_stage,
+            refused,
+        } = run;
         let processed = time::format_utc(processed_at);
         let span = tracing::info_span!(
             "batch",
+            batch_id,
             shard_id,
             first_seq,
             last_seq,
@@ -146,10 +222,10 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         let _guard = span.enter();
 
         let mut counts = BatchCounts {
-            records: records.len() as u32,
+            records: (records.len() + refused.len()) as u32,
             ..Default::default()
         };
-        let mut dead_letters = Vec::new();
+        let mut dead_letters = refused;
         let letter = |source: &StreamRecord,
                       stage: &str,
                       kind: String,
@@ -168,13 +244,17 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             }
         };
 
-        // Intake and the raw stage.
+        // Intake and the raw stage, with the partition keys' minute metrics.
         let mut accepted: Vec<(Accepted<'_>, &StreamRecord)> = Vec::with_capacity(records.len());
         let mut raw: BTreeMap<Partition, Vec<u8>> = BTreeMap::new();
+        let mut metrics = MinuteAggregator::default();
         for source in records {
             match intake::accept(&source.data, &source.arrival_time, &self.settings.intake) {
                 Ok(record) => {
-                    write_raw_line(bucket(&mut raw, &record.partition), &record.record, source);
+                    if write_raw {
+                        write_raw_line(bucket(&mut raw, &record.partition), &record.record, source);
+                        metrics.add(&source.partition_key, record.event_time, &record.record);
+                    }
                     accepted.push((record, source));
                 }
                 Err(refusal) => {
@@ -194,18 +274,29 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
 
         let mut processed_objects: BTreeMap<Partition, Vec<u8>> = BTreeMap::new();
         let mut plugin_versions = BTreeSet::new();
-        if self.settings.enrich {
-            self.enrich(
-                &accepted,
+        if enrich_stage {
+            let ctx = EnrichContext {
+                router: &self.router,
+                source: &self.settings.source,
                 shard_id,
-                &processed,
+                processed: &processed,
+            };
+            let rejections = enrich(
+                &ctx,
+                &accepted,
                 &mut processed_objects,
                 &mut counts,
                 &mut plugin_versions,
-                |s, kind, reason, plugin| {
-                    dead_letters.push(letter(s, "enrich", kind, reason, Some(plugin)));
-                },
             );
+            for r in rejections {
+                dead_letters.push(letter(
+                    r.source,
+                    "enrich",
+                    r.kind,
+                    r.message,
+                    Some(r.plugin),
+                ));
+            }
         }
 
         // Durable, in this order, before the caller checkpoints.
@@ -223,6 +314,10 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         if !dead_letters.is_empty() {
             self.dead_letters.send(dead_letters).await?;
         }
+        let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
+        if !rows.is_empty() {
+            self.metadata.record_metrics(rows).await?;
+        }
         let plugin_versions: Vec<String> = plugin_versions.into_iter().collect();
         let metadata = BatchMetadata {
             batch_id: batch_id.clone(),
@@ -237,7 +332,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             object_keys: object_keys.clone(),
         };
         self.metadata.record_batch(&metadata).await?;
-        debug_assert!(counts.is_balanced(self.settings.enrich), "{counts:?}");
+        debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
         tracing::info!(
             accepted = counts.accepted,
             outputs = counts.outputs,
@@ -252,116 +347,5 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             object_keys,
             plugin_versions,
         })
-    }
-
-    /// Runs the accepted records through their bindings, per (tenant, event
-    /// type), and writes their processed lines by partition.
-    #[allow(clippy::too_many_arguments)]
-    fn enrich(
-        &self,
-        accepted: &[(Accepted<'_>, &StreamRecord)],
-        shard_id: &str,
-        processed: &str,
-        out: &mut BTreeMap<Partition, Vec<u8>>,
-        counts: &mut BatchCounts,
-        plugin_versions: &mut BTreeSet<String>,
-        mut reject: impl FnMut(&StreamRecord, String, String, String),
-    ) {
-        let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-        for (i, (record, _)) in accepted.iter().enumerate() {
-            groups
-                .entry((&record.tenant, &record.event_type))
-                .or_default()
-                .push(i);
-        }
-        let empty = JsonObject::from_map(&serde_json::Map::new());
-        let pass_through = Outcome::Enrich(empty);
-        for ((tenant, event_type), members) in groups {
-            let route = self.router.resolve(tenant, event_type);
-            let Some(binding) = route.binding() else {
-                let ctx = EnvelopeContext {
-                    source: &self.settings.source,
-                    shard_id,
-                    processed_timestamp: processed,
-                    plugin: None,
-                };
-                for &i in &members {
-                    let (record, source) = &accepted[i];
-                    let original = Original {
-                        record: &record.record,
-                        sequence_number: source.sequence_number.as_str(),
-                    };
-                    envelope::write_outcome(
-                        bucket(out, &record.partition),
-                        original,
-                        &pass_through,
-                        ctx,
-                    );
-                    counts.passed_through += 1;
-                    counts.outputs += 1;
-                }
-                continue;
-            };
-            let event_times: Vec<String> = members
-                .iter()
-                .map(|&i| time::format_utc(accepted[i].0.event_time))
-                .collect();
-            let events: Vec<PluginEvent<'_>> = members
-                .iter()
-                .zip(&event_times)
-                .map(|(&i, event_time)| {
-                    let (record, source) = &accepted[i];
-                    PluginEvent {
-                        payload: Cow::Borrowed(record.record.text()),
-                        event_type: Cow::Borrowed(event_type),
-                        tenant: Cow::Borrowed(tenant),
-                        partition_key: Cow::Borrowed(&source.partition_key),
-                        sequence_number: Cow::Borrowed(source.sequence_number.as_str()),
-                        arrival_time: Cow::Borrowed(&source.arrival_time),
-                        event_time: Cow::Borrowed(event_time),
-                        processing_time: Cow::Borrowed(processed),
-                    }
-                })
-                .collect();
-            let report = binding
-                .plugin
-                .process(&binding.config, &events, &binding.limits);
-            let plugin = binding.plugin.info().plugin_ref();
-            plugin_versions.insert(plugin.to_string());
-            let ctx = EnvelopeContext {
-                source: &self.settings.source,
-                shard_id,
-                processed_timestamp: processed,
-                plugin: Some(&plugin),
-            };
-            for (&i, outcome) in members.iter().zip(&report.outcomes) {
-                let (record, source) = &accepted[i];
-                let original = Original {
-                    record: &record.record,
-                    sequence_number: source.sequence_number.as_str(),
-                };
-                match outcome {
-                    Outcome::Enrich(_) | Outcome::Emit(_) => {
-                        counts.enriched += 1;
-                        counts.outputs += envelope::write_outcome(
-                            bucket(out, &record.partition),
-                            original,
-                            outcome,
-                            ctx,
-                        ) as u32;
-                    }
-                    Outcome::Drop(_) => counts.dropped += 1,
-                    Outcome::Reject(r) => {
-                        counts.rejected_by_plugins += 1;
-                        reject(
-                            source,
-                            kind_name(r.kind),
-                            r.message.clone(),
-                            plugin.to_string(),
-                        );
-                    }
-                }
-            }
-        }
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use weir_core::backend::{BackendError, DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::stream::{StartingPosition, StreamSource};
 
-use crate::{BatchCounts, Pipeline};
+use crate::{BatchCounts, Mode, Pipeline};
 
 /// How a consumer batches and polls.
 #[derive(Debug, Clone)]
@@ -52,15 +52,7 @@ impl ConsumeReport {
     fn add(&mut self, other: &ConsumeReport) {
         self.batches += other.batches;
         self.objects_written += other.objects_written;
-        let (c, o) = (&mut self.counts, &other.counts);
-        c.records += o.records;
-        c.accepted += o.accepted;
-        c.refused_at_intake += o.refused_at_intake;
-        c.enriched += o.enriched;
-        c.outputs += o.outputs;
-        c.dropped += o.dropped;
-        c.rejected_by_plugins += o.rejected_by_plugins;
-        c.passed_through += o.passed_through;
+        self.counts.add(&other.counts);
     }
 }
 
@@ -116,6 +108,17 @@ where
     M: MetadataStore,
 {
     let result = pipeline.process_batch(shard, records, Utc::now()).await?;
+    let mut counts = result.counts.clone();
+    let mut objects_written = result.object_keys.len() as u32;
+    if pipeline.settings.mode == Mode::TwoStage {
+        // What an S3 notification does on AWS, before the checkpoint so a
+        // crash replays both stages.
+        for raw_key in result.raw_keys() {
+            let transformed = pipeline.transform_object(raw_key, Utc::now()).await?;
+            counts.add_enrichment(&transformed.counts);
+            objects_written += transformed.object_keys.len() as u32;
+        }
+    }
     if let Some(last) = records.last() {
         stream
             .set_checkpoint(&settings.name, shard, last.sequence_number.clone())
@@ -123,8 +126,8 @@ where
     }
     Ok(ConsumeReport {
         batches: 1,
-        counts: result.counts,
-        objects_written: result.object_keys.len() as u32,
+        counts,
+        objects_written,
     })
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use weir_core::backend::{DeadLetterFilter, MetadataStore, ObjectStore};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_embedded::{LocalObjectStore, SqliteState};
-use weir_pipeline::PipelineSettings;
+use weir_pipeline::{Mode, PipelineSettings};
 use weir_runtime::router::Router;
 
 const SHARD: &str = "shardId-000000000000";
@@ -218,26 +218,220 @@ async fn a_retried_batch_overwrites_its_objects_instead_of_duplicating_records()
     assert_eq!(ids.len(), processed.len(), "record ids are unique");
 }
 
+async fn sorted(mut lines: Vec<Value>) -> Vec<Value> {
+    lines.sort_by_key(|l| l["record_id"].as_str().unwrap_or_default().to_owned());
+    lines
+}
+
 #[tokio::test]
-async fn raw_only_mode_writes_the_raw_stage_and_no_processed_objects() {
+async fn two_stage_mode_gives_the_output_of_single_stage_mode() {
+    let single_dir = tempfile::tempdir().unwrap();
+    let single_state = SqliteState::open(single_dir.path().join("weir.db")).unwrap();
+    let single = common::pipeline(
+        LocalObjectStore::open(single_dir.path().join("objects")).unwrap(),
+        &single_state,
+        router(),
+        PipelineSettings::default(),
+    );
+    let expected = single.process_batch(SHARD, &batch(), now()).await.unwrap();
+
     let dir = tempfile::tempdir().unwrap();
-    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
     let settings = PipelineSettings {
-        enrich: false,
+        mode: Mode::TwoStage,
         ..Default::default()
     };
-    let pipeline = common::pipeline(objects, &state, Router::new(), settings);
-    let result = pipeline
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
+        &state,
+        router(),
+        settings,
+    );
+    let raw = pipeline
         .process_batch(SHARD, &batch(), now())
         .await
         .unwrap();
-    assert!(result.counts.is_balanced(false));
-    assert_eq!(lines(&pipeline.objects, "raw/").await.len(), 6);
+    assert!(raw.counts.is_balanced(false));
     assert!(
         pipeline
             .objects
             .list("processed/")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the batch writes raw objects only"
+    );
+    let mut counts = raw.counts.clone();
+    for raw_key in raw.raw_keys() {
+        let transformed = pipeline.transform_object(raw_key, now()).await.unwrap();
+        assert_eq!(transformed.batch_id, raw_key);
+        assert!(
+            transformed.counts.is_balanced(true),
+            "{:?}",
+            transformed.counts
+        );
+        counts.add_enrichment(&transformed.counts);
+    }
+    assert_eq!(counts, expected.counts);
+    assert_eq!(
+        sorted(lines(&pipeline.objects, "processed/").await).await,
+        sorted(lines(&single.objects, "processed/").await).await,
+        "same envelopes, record ids and keys"
+    );
+    assert_eq!(
+        pipeline.objects.list("processed/").await.unwrap(),
+        single.objects.list("processed/").await.unwrap()
+    );
+    let letters = |s: &SqliteState| {
+        let s = s.clone();
+        async move {
+            let mut kinds: Vec<(String, String)> = s
+                .dead_letters(DeadLetterFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, l)| (l.stage, l.sequence_number))
+                .collect();
+            kinds.sort();
+            kinds
+        }
+    };
+    assert_eq!(letters(&state).await, letters(&single_state).await);
+}
+
+#[tokio::test]
+async fn the_transformer_dead_letters_corrupt_raw_lines_and_refuses_other_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
+        &state,
+        router(),
+        PipelineSettings {
+            mode: Mode::TwoStage,
+            ..Default::default()
+        },
+    );
+    let raw = pipeline
+        .process_batch(SHARD, &batch()[..1], now())
+        .await
+        .unwrap();
+    let key = raw.raw_keys().next().unwrap().to_owned();
+    let mut body = pipeline.objects.get(&key).await.unwrap().unwrap();
+    body.extend_from_slice(b"{\"tampered\":true}\n\n");
+    pipeline.objects.put(&key, body).await.unwrap();
+
+    let result = pipeline.transform_object(&key, now()).await.unwrap();
+    assert_eq!(
+        (
+            result.counts.records,
+            result.counts.refused_at_intake,
+            result.counts.enriched
+        ),
+        (2, 1, 1)
+    );
+    let letters = state
+        .dead_letters(DeadLetterFilter {
+            stage: Some("transform".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].1.kind, "corrupt-raw-line");
+    assert_eq!(letters[0].1.payload, br#"{"tampered":true}"#);
+    assert!(
+        letters[0].1.reason.contains("line 2 of raw/"),
+        "{}",
+        letters[0].1.reason
+    );
+
+    for bad in [
+        "processed/x.jsonl",
+        "../etc/passwd",
+        &key.replace("raw/", "processed/"),
+    ] {
+        let e = pipeline.transform_object(bad, now()).await.unwrap_err();
+        assert!(
+            !e.retryable && e.to_string().contains("not a raw object key"),
+            "{e}"
+        );
+    }
+    let missing = key.replace(".jsonl", "9.jsonl");
+    let e = pipeline
+        .transform_object(&missing, now())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no such object"), "{e}");
+}
+
+#[tokio::test]
+async fn the_raw_stage_records_per_minute_metrics_once_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
+        &state,
+        Router::new(),
+        PipelineSettings::default(),
+    );
+    let sensor = |seq: u64, time: &str, temperature: f64| {
+        StreamRecord {
+        partition_key: "sensor-7".into(),
+        ..record(
+            seq,
+            format!(r#"{{"event_type":"sensor","timestamp":"{time}","temperature":{temperature},"unit":"C"}}"#).as_bytes(),
+        )
+    }
+    };
+    let records = [
+        sensor(1, "2024-01-15T10:30:01Z", 20.0),
+        sensor(2, "2024-01-15T10:30:31Z", 24.0),
+        sensor(3, "2024-01-15T10:31:02Z", 30.0),
+    ];
+    pipeline
+        .process_batch(SHARD, &records[..2], now())
+        .await
+        .unwrap();
+    // Retried, then the next batch: no double counting.
+    pipeline
+        .process_batch(SHARD, &records[..2], now())
+        .await
+        .unwrap();
+    pipeline
+        .process_batch(SHARD, &records[2..], now())
+        .await
+        .unwrap();
+    let minutes = pipeline
+        .metadata
+        .minute_metrics("sensor-7", 10)
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 2);
+    assert_eq!(
+        (minutes[0].minute.as_str(), minutes[0].records),
+        ("2024-01-15T10:31:00Z", 1)
+    );
+    let t = minutes[1].readings["temperature"];
+    assert_eq!(
+        (minutes[1].records, t.count, t.min, t.max, t.sum),
+        (2, 2, 20.0, 24.0, 44.0)
+    );
+    assert!(!minutes[1].readings.contains_key("unit"));
+    assert!(minutes[1].ttl > now().timestamp() + 29 * 24 * 3600);
+    assert_eq!(
+        pipeline
+            .metadata
+            .minute_metrics("sensor-7", 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        pipeline
+            .metadata
+            .minute_metrics("other", 10)
             .await
             .unwrap()
             .is_empty()

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::stream::{PutRecord, PutResult, StreamSink, StreamSource};
 use weir_embedded::{EmbeddedStream, LocalObjectStore, SqliteState, StreamSettings};
-use weir_pipeline::{ConsumerSettings, Pipeline, PipelineSettings, drain, serve};
+use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, drain, serve};
 
 async fn produce(stream: &EmbeddedStream, n: usize) {
     let records = (0..n)
@@ -110,7 +110,30 @@ async fn drain_processes_every_shard_once_and_resumes_from_checkpoints() {
     );
 }
 
-/// The real store, failing the `fail_at`-th write once: a crash mid-batch.
+#[tokio::test]
+async fn drain_in_two_stage_mode_transforms_every_raw_object_before_checkpointing() {
+    let s = setup().await;
+    produce(&s.stream, 120).await;
+    let router = common::router(&[("transaction", "transaction"), ("metric", "metric")]);
+    let settings = PipelineSettings {
+        mode: Mode::TwoStage,
+        ..Default::default()
+    };
+    let p = common::pipeline(
+        LocalObjectStore::open(&s.root).unwrap(),
+        &s.state,
+        router,
+        settings,
+    );
+    let report = drain(&s.stream, &p, &ConsumerSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(report.counts.records, 120);
+    assert!(report.counts.is_balanced(true), "{:?}", report.counts);
+    assert_eq!(report.counts.enriched, 120);
+    assert_eq!(processed_ns(&p.objects).await.len(), 120);
+}
+
 struct CrashingStore {
     inner: LocalObjectStore,
     puts: AtomicUsize,
