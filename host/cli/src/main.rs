@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod dlq;
+mod invoke;
 mod plugin_new;
 mod plugin_run;
 mod plugin_test;
@@ -69,6 +70,12 @@ enum Command {
     /// Inspect and redrive dead letters.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// Run a Lambda handler on an event file against the embedded backends.
+    #[command(subcommand)]
+    Invoke(invoke::InvokeCommand),
+    /// Print a sample Lambda event file (for `weir invoke`).
+    #[command(subcommand)]
+    Events(invoke::EventsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,5 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Produce(args) => produce::run(args),
         Command::Dlq(command) => dlq::run(command),
         Command::Serve(args) => serve::run(runtime(cli.cache_dir)?, args),
+        Command::Invoke(command) => invoke::invoke(runtime(cli.cache_dir)?, command),
+        Command::Events(command) => invoke::events(command),
     }
 }

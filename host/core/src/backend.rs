@@ -68,6 +68,9 @@ pub trait ObjectStore: Send + Sync {
 
     /// The keys under a prefix, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
+    /// Deletes the object; deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 /// A record Weir did not write, with everything needed to understand and

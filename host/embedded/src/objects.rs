@@ -93,6 +93,15 @@ impl ObjectStore for LocalObjectStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(format!("deleting object {}", path.display()), e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_owned();

@@ -10,7 +10,7 @@ use weir_core::backend::{
 use weir_core::intake::{self, Accepted, IntakeSettings};
 use weir_core::metrics::{METRICS_TTL_SECONDS, MinuteAggregator};
 use weir_core::partition::{Partition, Stage, object_key};
-use weir_core::stream::StreamRecord;
+use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_core::time;
 use weir_runtime::router::Router;
 
@@ -176,21 +176,38 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         records: &[StreamRecord],
         processed_at: DateTime<Utc>,
     ) -> Result<BatchResult, BackendError> {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Ok(BatchResult::empty());
-        };
-        let (first_seq, last_seq) = (
-            first.sequence_number.as_str(),
-            last.sequence_number.as_str(),
+        self.process_batch_with_refusals(shard_id, records, Vec::new(), processed_at)
+            .await
+    }
+
+    /// [`Self::process_batch`] for a batch some of whose records could not be
+    /// read at all (a Lambda record whose data is not base64): their letters
+    /// are sent with the batch's and count in it as refused at intake.
+    pub async fn process_batch_with_refusals(
+        &self,
+        shard_id: &str,
+        records: &[StreamRecord],
+        refused: Vec<DeadLetter>,
+        processed_at: DateTime<Utc>,
+    ) -> Result<BatchResult, BackendError> {
+        let sequences = records.iter().map(|r| r.sequence_number.clone()).chain(
+            refused
+                .iter()
+                .filter_map(|l| l.sequence_number.parse::<SequenceNumber>().ok()),
         );
+        let (first_seq, last_seq) = match (sequences.clone().min(), sequences.max()) {
+            (Some(first), Some(last)) => (first, last),
+            _ if refused.is_empty() => return Ok(BatchResult::empty()),
+            _ => (SequenceNumber::from_u64(0), SequenceNumber::from_u64(0)),
+        };
         let run = Run {
             batch_id: format!("{shard_id}-{first_seq}-{last_seq}"),
             shard_id,
-            first_seq,
-            last_seq,
+            first_seq: first_seq.as_str(),
+            last_seq: last_seq.as_str(),
             write_raw: true,
             enrich: self.settings.mode == Mode::SingleStage,
-            refused: Vec::new(),
+            refused,
         };
         self.run(run, records, processed_at).await
     }
@@ -302,36 +319,42 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         // Durable, in this order, before the caller checkpoints.
         let mut object_keys = Vec::new();
         let mut partitions = BTreeSet::new();
-        for (stage, objects) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
-            for (partition, body) in objects {
-                let key = object_key(stage, &partition, shard_id, first_seq, last_seq)
-                    .map_err(|why| BackendError::permanent(format!("batch {batch_id}"), why))?;
-                self.objects.put(&key, body).await?;
-                object_keys.push(key);
-                partitions.insert(partition);
-            }
-        }
-        if !dead_letters.is_empty() {
-            self.dead_letters.send(dead_letters).await?;
-        }
-        let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
-        if !rows.is_empty() {
-            self.metadata.record_metrics(rows).await?;
-        }
         let plugin_versions: Vec<String> = plugin_versions.into_iter().collect();
-        let metadata = BatchMetadata {
-            batch_id: batch_id.clone(),
-            processed_at: processed.clone(),
-            shard_id: shard_id.to_owned(),
-            total_records: counts.records,
-            success_records: counts.records - counts.dead_lettered(),
-            failed_records: counts.dead_lettered(),
-            partitions_count: partitions.len() as u32,
-            ttl: processed_at.timestamp() + METADATA_TTL_SECONDS,
-            plugin_versions: plugin_versions.clone(),
-            object_keys: object_keys.clone(),
+        let durable = async {
+            for (stage, objects) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
+                for (partition, body) in objects {
+                    let key = object_key(stage, &partition, shard_id, first_seq, last_seq)
+                        .map_err(|why| BackendError::permanent(format!("batch {batch_id}"), why))?;
+                    self.objects.put(&key, body).await?;
+                    object_keys.push(key);
+                    partitions.insert(partition);
+                }
+            }
+            if !dead_letters.is_empty() {
+                self.dead_letters.send(dead_letters).await?;
+            }
+            let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
+            if !rows.is_empty() {
+                self.metadata.record_metrics(rows).await?;
+            }
+            let metadata = BatchMetadata {
+                batch_id: batch_id.clone(),
+                processed_at: processed.clone(),
+                shard_id: shard_id.to_owned(),
+                total_records: counts.records,
+                success_records: counts.records - counts.dead_lettered(),
+                failed_records: counts.dead_lettered(),
+                partitions_count: partitions.len() as u32,
+                ttl: processed_at.timestamp() + METADATA_TTL_SECONDS,
+                plugin_versions: plugin_versions.clone(),
+                object_keys: object_keys.clone(),
+            };
+            self.metadata.record_batch(&metadata).await
         };
-        self.metadata.record_batch(&metadata).await?;
+        if let Err(e) = durable.await {
+            self.roll_back(&batch_id, &object_keys).await;
+            return Err(e);
+        }
         debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
         tracing::info!(
             accepted = counts.accepted,
@@ -347,5 +370,17 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             object_keys,
             plugin_versions,
         })
+    }
+
+    /// Deletes the objects a failed attempt wrote. A retry may cover other
+    /// records (Lambda retries from the lowest failed sequence number, with
+    /// whatever arrived since, or bisects), so its keys can differ: objects
+    /// left behind would hold the same records twice.
+    async fn roll_back(&self, batch_id: &str, object_keys: &[String]) {
+        for key in object_keys {
+            if let Err(e) = self.objects.delete(key).await {
+                tracing::error!(batch_id, key, error = %e, "could not delete an object of a failed batch; its records may appear twice once the batch is retried: delete it by hand");
+            }
+        }
     }
 }

@@ -114,7 +114,12 @@ where
         // What an S3 notification does on AWS, before the checkpoint so a
         // crash replays both stages.
         for raw_key in result.raw_keys() {
-            let transformed = pipeline.transform_object(raw_key, Utc::now()).await?;
+            let transformed = pipeline
+                .transform_object(raw_key, Utc::now())
+                .await?
+                .ok_or_else(|| {
+                    BackendError::retryable(raw_key, "the raw object just written is gone")
+                })?;
             counts.add_enrichment(&transformed.counts);
             objects_written += transformed.object_keys.len() as u32;
         }

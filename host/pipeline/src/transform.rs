@@ -15,12 +15,14 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
     /// given them, so a retried transform overwrites its output. A line that
     /// is not one the raw stage wrote is dead-lettered (stage `transform`,
     /// kind `corrupt-raw-line`). The batch id of the metadata entry is the raw
-    /// key. A key that is not a raw object's is a permanent error.
+    /// key. A key that is not a raw object's is a permanent error; `None`
+    /// when there is no such object (a notification for an object a failed
+    /// batch rolled back: its retry writes and announces it again).
     pub async fn transform_object(
         &self,
         raw_key: &str,
         processed_at: DateTime<Utc>,
-    ) -> Result<BatchResult, BackendError> {
+    ) -> Result<Option<BatchResult>, BackendError> {
         let what = || format!("transforming {raw_key}");
         let key = ObjectKey::parse(raw_key)
             .filter(|k| k.stage == Stage::Raw)
@@ -30,11 +32,9 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                     "not a raw object key (raw/event_type=…/year=…/month=…/day=…/hour=…/{shard}-{first}-{last}.jsonl)",
                 )
             })?;
-        let body = self
-            .objects
-            .get(raw_key)
-            .await?
-            .ok_or_else(|| BackendError::permanent(what(), "no such object"))?;
+        let Some(body) = self.objects.get(raw_key).await? else {
+            return Ok(None);
+        };
         let failed_at = time::format_utc(processed_at);
         let mut records = Vec::new();
         let mut refused = Vec::new();
@@ -69,6 +69,6 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             enrich: true,
             refused,
         };
-        self.run(run, &records, processed_at).await
+        self.run(run, &records, processed_at).await.map(Some)
     }
 }

@@ -153,6 +153,10 @@ impl ObjectStore for CrashingStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.inner.get(key).await
     }
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        self.inner.delete(key).await
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         self.inner.list(prefix).await
     }

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use weir_core::{Outcome, PluginEvent, Record, StreamContext};
+use weir_runtime::router::{Binding, Router};
 use weir_runtime::{BatchReport, Limits, Plugin, Runtime, RuntimeSettings};
 
 /// A loaded plugin with default limits.
@@ -24,6 +25,25 @@ fn runtime() -> &'static Runtime {
         };
         Runtime::new(settings).expect("plugin runtime")
     })
+}
+
+/// A router binding each (repo plugin crate, event type) as that type's
+/// default, with default limits: the example plugins as a pipeline sees them.
+pub fn example_router(bindings: &[(&str, &str)]) -> Router {
+    let mut router = Router::new();
+    for (plugin, event_type) in bindings {
+        let path = crate::build::repo_plugin(plugin);
+        let plugin = runtime()
+            .load_file(&path)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+        let binding = Binding {
+            plugin,
+            config: vec![],
+            limits: Limits::default(),
+        };
+        router.bind(None, event_type, binding);
+    }
+    router
 }
 
 impl Harness {

@@ -1,0 +1,157 @@
+//! `weir events` and `weir invoke`: the Lambda handlers on event files, as
+//! `sam local invoke` runs them, through the real binary.
+
+mod common;
+
+use std::path::Path;
+
+use common::{text, weir};
+use serde_json::Value;
+
+fn run_ok(args: &[&str]) -> String {
+    let output = weir(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "weir {args:?}: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+fn files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn kinesis_then_s3_events_run_both_stages_with_partial_batch_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let kinesis_file = dir.path().join("kinesis.json");
+    let event = run_ok(&["events", "kinesis", "--count", "25", "--poison"]);
+    let parsed: Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(parsed["Records"].as_array().unwrap().len(), 28);
+    std::fs::write(&kinesis_file, &event).unwrap();
+
+    let response = run_ok(&[
+        "invoke",
+        "kinesis",
+        "--event",
+        kinesis_file.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--two-stage",
+    ]);
+    let response: Value = serde_json::from_str(&response).unwrap();
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": []}),
+        "poison is dead-lettered, not reported"
+    );
+    let letters = run_ok(&["dlq", "list", "--data-dir", data]);
+    assert_eq!(letters.lines().count(), 3, "{letters}");
+    let objects = Path::new(data).join("objects");
+    assert_eq!(
+        files(&objects.join("processed")),
+        0,
+        "two-stage: raw objects only"
+    );
+    let raw_objects = files(&objects.join("raw"));
+    assert!(
+        raw_objects >= 5,
+        "one per event type and hour: {raw_objects}"
+    );
+
+    let s3_file = dir.path().join("s3.json");
+    std::fs::write(&s3_file, run_ok(&["events", "s3", "--data-dir", data])).unwrap();
+    let out: Value = serde_json::from_str(&run_ok(&[
+        "invoke",
+        "s3",
+        "--event",
+        s3_file.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]))
+    .unwrap();
+    let transformed = out["transformed"].as_array().unwrap();
+    assert_eq!(transformed.len(), raw_objects);
+    let outputs: u64 = transformed
+        .iter()
+        .map(|t| t["outputs"].as_u64().unwrap())
+        .sum();
+    let dropped: u64 = transformed
+        .iter()
+        .map(|t| t["dropped"].as_u64().unwrap())
+        .sum();
+    let rejected: u64 = transformed
+        .iter()
+        .map(|t| t["dead_lettered"].as_u64().unwrap())
+        .sum();
+    assert!(
+        outputs + dropped + rejected >= 25,
+        "every good record enriched, dropped or rejected"
+    );
+    assert_eq!(files(&objects.join("processed")), raw_objects);
+
+    // A notification delivered twice transforms into the same objects.
+    run_ok(&[
+        "invoke",
+        "s3",
+        "--event",
+        s3_file.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(files(&objects.join("processed")), raw_objects);
+}
+
+#[test]
+fn a_file_that_is_not_an_event_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nonsense.json");
+    std::fs::write(&file, r#"{"Records": [{"kinesis": 5}]}"#).unwrap();
+    let data = dir.path().join("data");
+    let output = weir(&[
+        "invoke",
+        "kinesis",
+        "--event",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("nonsense.json is not a Lambda event"),
+        "{stderr}"
+    );
+
+    let output = weir(&["events", "s3", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        text(&output.stderr).contains("no raw objects"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -1,0 +1,175 @@
+//! The Kinesis handler: one event source mapping batch through the pipeline.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::streams::KinesisEventResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use weir_core::backend::{DeadLetter, DeadLetterQueue, MetadataStore, ObjectStore};
+use weir_core::intake::decode_base64;
+use weir_core::stream::{SequenceNumber, StreamRecord};
+use weir_core::time;
+use weir_pipeline::{BatchResult, Pipeline};
+
+/// A Kinesis event as Lambda delivers it. Deserialised here rather than with
+/// `aws_lambda_events`' type, whose base64 field fails the whole event on one
+/// bad record: Weir dead-letters that record and processes the rest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KinesisEvent {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<KinesisEventRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KinesisEventRecord {
+    /// `shardId-…:sequence`: the only place an event names its shard.
+    #[serde(rename = "eventID", default)]
+    pub event_id: Option<String>,
+    pub kinesis: KinesisRecord,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisRecord {
+    pub partition_key: String,
+    pub sequence_number: String,
+    /// Base64 of the record's bytes.
+    pub data: String,
+    /// Unix seconds, with milliseconds.
+    #[serde(default)]
+    pub approximate_arrival_timestamp: Option<f64>,
+}
+
+/// The shard named when an event record has no `eventID`.
+pub const UNKNOWN_SHARD: &str = "shardId-unknown";
+
+/// What the handler did: Lambda's response, and each shard batch's result.
+#[derive(Debug)]
+pub struct Handled {
+    pub response: KinesisEventResponse,
+    pub batches: Vec<BatchResult>,
+    /// Shards whose batch failed, with the error: reported for retry.
+    pub failures: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct ShardBatch {
+    records: Vec<StreamRecord>,
+    unreadable: Vec<DeadLetter>,
+    /// The lowest sequence number, as the event spelled it.
+    lowest: Option<(SequenceNumber, String)>,
+}
+
+fn shard_of(record: &KinesisEventRecord) -> String {
+    record
+        .event_id
+        .as_deref()
+        .and_then(|id| id.split_once(':'))
+        .map(|(shard, _)| shard)
+        .filter(|shard| !shard.is_empty())
+        .unwrap_or(UNKNOWN_SHARD)
+        .to_owned()
+}
+
+fn arrival_time(seconds: Option<f64>, fallback: DateTime<Utc>) -> String {
+    let at = seconds
+        .filter(|s| s.is_finite())
+        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0).round() as i64))
+        .unwrap_or(fallback);
+    time::format_utc(at)
+}
+
+/// Processes a Kinesis event, one pipeline batch per shard (Lambda sends one
+/// shard per invocation; hand-made files may mix). Records that cannot be
+/// processed (not base64, not JSON, invalid, rejected by a plugin) are
+/// dead-lettered and not reported. A shard whose batch fails on a backend
+/// reports its lowest sequence number, so Lambda retries the batch from
+/// there; the failed attempt's objects were rolled back.
+pub async fn handle<O, D, M>(
+    pipeline: &Pipeline<O, D, M>,
+    event: KinesisEvent,
+    now: DateTime<Utc>,
+) -> Handled
+where
+    O: ObjectStore,
+    D: DeadLetterQueue,
+    M: MetadataStore,
+{
+    let failed_at = time::format_utc(now);
+    let mut shards: BTreeMap<String, ShardBatch> = BTreeMap::new();
+    for record in event.records {
+        let shard_id = shard_of(&record);
+        let batch = shards.entry(shard_id.clone()).or_default();
+        let k = record.kinesis;
+        let arrival = arrival_time(k.approximate_arrival_timestamp, now);
+        let letter = |kind: &str, reason: String, payload: Vec<u8>| DeadLetter {
+            payload,
+            reason,
+            kind: kind.to_owned(),
+            stage: "intake".into(),
+            plugin: None,
+            shard_id: shard_id.clone(),
+            sequence_number: k.sequence_number.clone(),
+            partition_key: k.partition_key.clone(),
+            failed_at: failed_at.clone(),
+        };
+        let sequence_number = match k.sequence_number.parse::<SequenceNumber>() {
+            Ok(n) => n,
+            Err(why) => {
+                let payload = k.data.clone().into_bytes();
+                batch.unreadable.push(letter(
+                    "invalid-field",
+                    format!("sequenceNumber: {why}"),
+                    payload,
+                ));
+                continue;
+            }
+        };
+        if batch
+            .lowest
+            .as_ref()
+            .is_none_or(|(low, _)| sequence_number < *low)
+        {
+            batch.lowest = Some((sequence_number.clone(), k.sequence_number.clone()));
+        }
+        match decode_base64(&k.data) {
+            Ok(data) => batch.records.push(StreamRecord {
+                shard_id: shard_id.clone(),
+                sequence_number,
+                partition_key: k.partition_key.clone(),
+                data,
+                arrival_time: arrival,
+            }),
+            Err(refusal) => {
+                let payload = k.data.clone().into_bytes();
+                batch
+                    .unreadable
+                    .push(letter(refusal.kind, refusal.reason, payload));
+            }
+        }
+    }
+
+    let mut handled = Handled {
+        response: KinesisEventResponse::default(),
+        batches: Vec::new(),
+        failures: Vec::new(),
+    };
+    for (shard_id, batch) in shards {
+        match pipeline
+            .process_batch_with_refusals(&shard_id, &batch.records, batch.unreadable, now)
+            .await
+        {
+            Ok(result) => handled.batches.push(result),
+            Err(e) => {
+                // Retry from the first record: the whole batch failed and was
+                // rolled back. With nothing sequenced there is nothing Lambda
+                // could retry from: the error is all there is to report.
+                let identifier = batch.lowest.map(|(_, spelled)| spelled).unwrap_or_default();
+                tracing::error!(shard_id, retry_from = identifier, error = %e, retryable = e.retryable, "batch failed; reporting it for retry");
+                handled.response.add_failure(identifier);
+                handled.failures.push((shard_id, e.to_string()));
+            }
+        }
+    }
+    handled
+}
