@@ -81,7 +81,7 @@ impl FilterArgs {
     }
 }
 
-fn open_state(target: &StreamArgs) -> anyhow::Result<SqliteState> {
+pub fn open_state(target: &StreamArgs) -> anyhow::Result<SqliteState> {
     let db = target.data_dir.join("state").join("weir.db");
     if !db.exists() {
         bail!(

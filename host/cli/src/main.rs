@@ -11,6 +11,7 @@ mod plugin_test;
 mod produce;
 mod sample;
 mod serve;
+mod tables;
 mod wiring;
 
 use std::path::PathBuf;
@@ -63,8 +64,9 @@ enum Command {
     Demo(demo::Args),
     /// Run the embedded pipeline as a service: consume every shard, with checkpoints.
     Serve(serve::Args),
-    /// Measure plugin throughput and footprint against a Python yardstick.
-    Bench(bench::Args),
+    /// Measure throughput and footprint against the Python yardsticks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Put generated events on the embedded stream at a rate (the seeds' producer).
     Produce(produce::Args),
     /// Inspect and redrive dead letters.
@@ -73,6 +75,10 @@ enum Command {
     /// Run a Lambda handler on an event file against the embedded backends.
     #[command(subcommand)]
     Invoke(invoke::InvokeCommand),
+    /// A partition key's per-minute metrics (the seed's metrics table).
+    Metrics(tables::MetricsArgs),
+    /// A shard's batch metadata (the seed's metadata table, by ShardIndex).
+    Batches(tables::BatchesArgs),
     /// Print a sample Lambda event file (for `weir invoke`).
     #[command(subcommand)]
     Events(invoke::EventsCommand),
@@ -170,11 +176,18 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Demo(args) => demo::run(runtime(cli.cache_dir)?, args),
-        Command::Bench(args) => bench::run(cli.cache_dir, args),
+        Command::Bench(bench::BenchCommand::Plugins(args)) => {
+            bench::plugins::run(cli.cache_dir, args)
+        }
+        Command::Bench(bench::BenchCommand::Pipeline(args)) => {
+            bench::pipeline::run(cli.cache_dir, args)
+        }
         Command::Produce(args) => produce::run(args),
         Command::Dlq(command) => dlq::run(command),
         Command::Serve(args) => serve::run(runtime(cli.cache_dir)?, args),
         Command::Invoke(command) => invoke::invoke(runtime(cli.cache_dir)?, command),
         Command::Events(command) => invoke::events(command),
+        Command::Metrics(args) => tables::metrics(args),
+        Command::Batches(args) => tables::batches(args),
     }
 }

@@ -66,6 +66,22 @@ fn kinesis_then_s3_events_run_both_stages_with_partial_batch_responses() {
         serde_json::json!({"batchItemFailures": []}),
         "poison is dead-lettered, not reported"
     );
+    let batches = run_ok(&["batches", "shardId-000000000000", "--data-dir", data]);
+    let batch: Value = serde_json::from_str(batches.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            batch["total_records"].as_u64(),
+            batch["failed_records"].as_u64()
+        ),
+        (Some(28), Some(3))
+    );
+    let key = parsed["Records"][0]["kinesis"]["partitionKey"]
+        .as_str()
+        .unwrap();
+    let minutes = run_ok(&["metrics", key, "--data-dir", data]);
+    let minute: Value = serde_json::from_str(minutes.lines().next().unwrap()).unwrap();
+    assert!(minute["records"].as_u64().unwrap() >= 1, "{minutes}");
+    assert_eq!(minute["partition_key"], key);
     let letters = run_ok(&["dlq", "list", "--data-dir", data]);
     assert_eq!(letters.lines().count(), 3, "{letters}");
     let objects = Path::new(data).join("objects");

@@ -71,6 +71,21 @@ pub trait ObjectStore: Send + Sync {
 
     /// Deletes the object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Writes several objects, each as [`Self::put`] does (a batch's objects:
+    /// a store can write them in one go or concurrently). On an error some
+    /// may have been written.
+    fn put_all(
+        &self,
+        objects: Vec<(String, Vec<u8>)>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            for (key, body) in objects {
+                self.put(&key, body).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// A record Weir did not write, with everything needed to understand and
@@ -173,11 +188,14 @@ pub const METADATA_TTL_SECONDS: i64 = 30 * 24 * 3600;
 /// Batch metadata, queryable by shard (the seed's `ShardIndex`), and the
 /// per-minute metrics of partition keys.
 pub trait MetadataStore: Send + Sync {
-    /// Records a batch. Recording the same `batch_id` and `processed_at` again
-    /// replaces the entry (a retried batch).
+    /// Records a batch and its per-minute metrics rows (the seed's metrics
+    /// table), together. Recording the same `batch_id` and `processed_at`
+    /// again replaces the entry, and a metrics row with the same partition
+    /// key, minute and batch id replaces the old one (a retried batch).
     fn record_batch(
         &self,
         batch: &BatchMetadata,
+        metrics: Vec<MinuteMetrics>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// The shard's batches, newest first.
@@ -186,14 +204,6 @@ pub trait MetadataStore: Send + Sync {
         shard_id: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<BatchMetadata>, BackendError>> + Send;
-
-    /// Records a batch's per-minute metrics rows (the seed's metrics table).
-    /// A row with the same partition key, minute and batch id replaces the
-    /// old one.
-    fn record_metrics(
-        &self,
-        rows: Vec<MinuteMetrics>,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// A partition key's minutes, merged over batches, newest first.
     fn minute_metrics(

@@ -62,9 +62,9 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The original record as it goes into `original_data`: its bytes verbatim when
-/// they fit on one line, re-serialised otherwise (pretty-printed input must not
-/// break JSON Lines).
+/// The original record as it goes into `original_data`: its bytes verbatim,
+/// line breaks between tokens turned into spaces (pretty-printed input must
+/// not break JSON Lines).
 #[derive(Debug, Clone, Copy)]
 pub struct Original<'a> {
     pub record: &'a Record<'a>,
@@ -82,33 +82,50 @@ pub fn write_enriched(
 ) {
     write_head(out, original);
     out.extend_from_slice(b",\"enriched_data\":");
-    let collides = added
-        .keys()
-        .iter()
-        .any(|k| original.record.contains_key(k.as_ref()));
-    match original.record.one_line_text() {
-        // The common case: copy the original's bytes and the plugin's, without
+    let record = original.record;
+    let added_keys = added.keys();
+    let text = record.text().trim();
+    let collides = added_keys.iter().any(|k| record.contains_key(k));
+    if !collides {
+        // The common case: the original's bytes and the plugin's, without
         // re-serialising either.
-        Some(text) if !collides => {
-            out.extend_from_slice(text[..text.len() - 1].trim_end().as_bytes());
-            let members = added.members();
-            if !members.is_empty() {
-                if !original.record.is_empty() {
-                    out.push(b',');
-                }
-                out.extend_from_slice(members.as_bytes());
+        push_one_line(out, &text[..text.len() - 1]);
+        let members = added.members();
+        if !members.is_empty() {
+            if !record.is_empty() {
+                out.push(b',');
             }
-            out.push(b'}');
+            push_one_line(out, members);
         }
-        // A plugin overrides fields of the record: merge, the plugin's win.
-        _ => {
-            let added = added.to_map();
-            out.push(b'{');
-            let original_map = original.record.to_map();
-            let kept = original_map.iter().filter(|(k, _)| !added.contains_key(*k));
-            write_members(out, kept.chain(added.iter()), true);
+    } else {
+        // A plugin overrides fields of the record: the original's members
+        // but those, then the plugin's, still as raw text.
+        out.push(b'{');
+        let mut first = true;
+        for (key, raw) in record.members() {
+            let overridden = added_keys.iter().any(|k| k == key);
+            // Of repeated keys only the last counts, as JSON readers take it.
+            let last = record.get(key).is_some_and(|v| std::ptr::eq(v, raw));
+            if overridden || !last {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json(out, key);
+            out.push(b':');
+            push_one_line(out, raw.get());
+        }
+        let members = added.members();
+        if !members.is_empty() {
+            if !first {
+                out.push(b',');
+            }
+            push_one_line(out, members);
         }
     }
+    out.push(b'}');
     write_tail(out, original, record_id, ctx);
 }
 
@@ -161,30 +178,25 @@ pub fn write_outcome(
     }
 }
 
-/// Appends `"key":value` members separated by commas, then the closing brace.
-/// `first`: whether nothing precedes them inside the object.
-fn write_members<'m>(
-    out: &mut Vec<u8>,
-    members: impl Iterator<Item = (&'m String, &'m Value)>,
-    mut first: bool,
-) {
-    for (key, value) in members {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_json(out, key);
-        out.push(b':');
-        write_json(out, value);
-    }
-    out.push(b'}');
-}
-
 fn write_head(out: &mut Vec<u8>, original: Original<'_>) {
     out.extend_from_slice(b"{\"original_data\":");
-    match original.record.one_line_text() {
-        Some(text) => out.extend_from_slice(text.as_bytes()),
-        None => write_json(out, &original.record.to_map()),
+    push_one_line(out, original.record.text().trim());
+}
+
+/// Appends JSON text on one line. Inside valid JSON a line break can only be
+/// whitespace between tokens (in strings it must be escaped), so turning it
+/// into a space keeps the value and JSON Lines intact: pretty-printed input
+/// needs no re-serialising.
+fn push_one_line(out: &mut Vec<u8>, json: &str) {
+    let bytes = json.as_bytes();
+    let start = out.len();
+    out.extend_from_slice(bytes);
+    if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        for b in &mut out[start..] {
+            if matches!(b, b'\n' | b'\r') {
+                *b = b' ';
+            }
+        }
     }
 }
 
@@ -292,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn verbatim_originals_are_spliced_and_collisions_re_serialised() {
+    fn originals_are_spliced_on_one_line_and_overridden_fields_dropped() {
         let ctx = EnvelopeContext {
             source: "s",
             shard_id: "x",
@@ -312,6 +324,21 @@ mod tests {
                 json!({"a": "new"}),
                 json!({"a": "new", "b": 2}),
             ),
+            (
+                "{\n \"a\": [1,\n 2],\r\n \"b\": \"x\\ny\"\n}",
+                json!({"b": "new", "c": 3}),
+                json!({"a": [1, 2], "b": "new", "c": 3}),
+            ),
+            (
+                "{\n \"a\": {\"k\":\n 1}\n}",
+                json!({"c": 3}),
+                json!({"a": {"k": 1}, "c": 3}),
+            ),
+            (
+                r#"{"a":1,"b":2,"a":3}"#,
+                json!({"b": 0}),
+                json!({"a": 3, "b": 0}),
+            ),
         ] {
             let mut out = Vec::new();
             let record = Record::parse(text).unwrap();
@@ -321,9 +348,12 @@ mod tests {
             };
             let added = crate::JsonObject::from_map(&object(added));
             write_enriched(&mut out, original, &added, "id", ctx);
+            assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "{text}");
             let line: Value =
                 serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(line["enriched_data"], expected, "{text}");
+            let original: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(line["original_data"], original, "{text}");
         }
     }
 

@@ -15,6 +15,19 @@ mod objects;
 mod state;
 mod stream;
 
+/// How far a write is durable when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// On disk (fsync; SQLite `synchronous = FULL`): survives a power loss.
+    /// The default, as a checkpoint promises it.
+    #[default]
+    Disk,
+    /// Handed to the OS (no fsync; SQLite `synchronous = NORMAL`): survives
+    /// the process crashing, not the machine. For scratch pipelines and
+    /// benchmarks against tools that never fsync.
+    Os,
+}
+
 pub use objects::LocalObjectStore;
 pub use state::SqliteState;
 pub use stream::{Clock, EmbeddedStream, StreamSettings};

@@ -161,21 +161,24 @@ async fn batch_metadata_is_queryable_by_shard_replaced_on_retry_and_expires() {
     let now = 1_705_314_660;
     let ttl = now + METADATA_TTL_SECONDS;
     state
-        .record_batch(&batch("b1", "shard-1", "2024-01-15T10:31:00Z", ttl))
+        .record_batch(&batch("b1", "shard-1", "2024-01-15T10:31:00Z", ttl), vec![])
         .await
         .unwrap();
     state
-        .record_batch(&batch("b2", "shard-1", "2024-01-15T10:32:00Z", ttl))
+        .record_batch(&batch("b2", "shard-1", "2024-01-15T10:32:00Z", ttl), vec![])
         .await
         .unwrap();
     state
-        .record_batch(&batch("b3", "shard-2", "2024-01-15T10:33:00Z", now - 1))
+        .record_batch(
+            &batch("b3", "shard-2", "2024-01-15T10:33:00Z", now - 1),
+            vec![],
+        )
         .await
         .unwrap();
     let mut retried = batch("b1", "shard-1", "2024-01-15T10:31:00Z", ttl);
     retried.success_records = 100;
     retried.failed_records = 0;
-    state.record_batch(&retried).await.unwrap();
+    state.record_batch(&retried, vec![]).await.unwrap();
 
     let shard1 = state.batches_for_shard("shard-1", 10).await.unwrap();
     assert_eq!(

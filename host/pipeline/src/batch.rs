@@ -321,21 +321,19 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         let mut partitions = BTreeSet::new();
         let plugin_versions: Vec<String> = plugin_versions.into_iter().collect();
         let durable = async {
-            for (stage, objects) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
-                for (partition, body) in objects {
+            let mut objects = Vec::new();
+            for (stage, bodies) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
+                for (partition, body) in bodies {
                     let key = object_key(stage, &partition, shard_id, first_seq, last_seq)
                         .map_err(|why| BackendError::permanent(format!("batch {batch_id}"), why))?;
-                    self.objects.put(&key, body).await?;
-                    object_keys.push(key);
+                    object_keys.push(key.clone());
+                    objects.push((key, body));
                     partitions.insert(partition);
                 }
             }
+            self.objects.put_all(objects).await?;
             if !dead_letters.is_empty() {
                 self.dead_letters.send(dead_letters).await?;
-            }
-            let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
-            if !rows.is_empty() {
-                self.metadata.record_metrics(rows).await?;
             }
             let metadata = BatchMetadata {
                 batch_id: batch_id.clone(),
@@ -349,7 +347,8 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                 plugin_versions: plugin_versions.clone(),
                 object_keys: object_keys.clone(),
             };
-            self.metadata.record_batch(&metadata).await
+            let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
+            self.metadata.record_batch(&metadata, rows).await
         };
         if let Err(e) = durable.await {
             self.roll_back(&batch_id, &object_keys).await;

@@ -1,7 +1,7 @@
 //! Raw-stage lines: the record as produced, with its stream metadata added.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use weir_core::Record;
 use weir_core::stream::{SequenceNumber, StreamRecord};
 
@@ -12,12 +12,6 @@ pub(crate) const KINESIS_FIELD: &str = "kinesis_metadata";
 /// {sequence_number, partition_key, shard_id, arrival_time}. The record's bytes
 /// are copied as they are unless it spans lines or already has that member.
 pub(crate) fn write_raw_line(out: &mut Vec<u8>, record: &Record<'_>, source: &StreamRecord) {
-    let metadata = json!({
-        "sequence_number": source.sequence_number.as_str(),
-        "partition_key": source.partition_key,
-        "shard_id": source.shard_id,
-        "arrival_time": source.arrival_time,
-    });
     if let Some(text) = record
         .one_line_text()
         .filter(|_| !record.contains_key(KINESIS_FIELD))
@@ -29,15 +23,32 @@ pub(crate) fn write_raw_line(out: &mut Vec<u8>, record: &Record<'_>, source: &St
             out.push(b',');
         }
         out.extend_from_slice(b"\"kinesis_metadata\":");
-        // Serialising a JSON value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &metadata);
+        write_metadata(out, source);
         out.push(b'}');
     } else {
         let mut map = record.to_map();
+        let mut metadata = Vec::new();
+        write_metadata(&mut metadata, source);
+        let metadata: Value = serde_json::from_slice(&metadata).unwrap_or_default();
         map.insert(KINESIS_FIELD.to_owned(), metadata);
         let _ = serde_json::to_writer(&mut *out, &Value::Object(map));
     }
     out.push(b'\n');
+}
+
+/// `{sequence_number, partition_key, shard_id, arrival_time}`, written
+/// directly: this runs once per record.
+fn write_metadata(out: &mut Vec<u8>, source: &StreamRecord) {
+    // Serialising a string into a Vec cannot fail.
+    out.extend_from_slice(b"{\"sequence_number\":\"");
+    out.extend_from_slice(source.sequence_number.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"partition_key\":");
+    let _ = serde_json::to_writer(&mut *out, &source.partition_key);
+    out.extend_from_slice(b",\"shard_id\":");
+    let _ = serde_json::to_writer(&mut *out, &source.shard_id);
+    out.extend_from_slice(b",\"arrival_time\":");
+    let _ = serde_json::to_writer(&mut *out, &source.arrival_time);
+    out.push(b'}');
 }
 
 #[derive(Deserialize)]
@@ -103,6 +114,7 @@ pub(crate) fn read_raw_line(line: &str) -> Result<StreamRecord, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn source() -> StreamRecord {
         StreamRecord {

@@ -1,4 +1,4 @@
-//! `weir bench`: throughput and footprint of the plugin platform, with figures.
+//! `weir bench plugins`: throughput and footprint of the plugin platform, with figures.
 //!
 //! Prints, on one core:
 //! - the Python seed transformer (`bench/seed_transformer.py`) and
@@ -10,7 +10,7 @@
 //! - the per-batch instantiation cost, compile and cached-load times, and the
 //!   process's RSS with all example plugins loaded (target ≤ 40 MiB).
 //!
-//! Run it in release mode: `cargo run --release -p weir -- bench`.
+//! Run it in release mode: `cargo run --release -p weir -- bench plugins`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -24,6 +24,7 @@ use weir_core::{JsonObject, Outcome, PluginEvent, PluginRef, Record, StreamConte
 use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
 use weir_testkit::build;
 
+use super::{best_and_median, mib, ms, rss_bytes, time_process, us};
 use crate::sample::Sampler;
 use crate::wiring::{self, EXAMPLES};
 
@@ -50,7 +51,7 @@ const PROCESSED: &str = "2024-01-15T11:00:00Z";
 pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!(
-            "warning: a debug build; run `cargo run --release -p weir -- bench` for real figures"
+            "warning: a debug build; run `cargo run --release -p weir -- bench plugins` for real figures"
         );
     }
     let root = build::repo_root();
@@ -215,22 +216,6 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs a command to completion with stdout to `out`; its wall time in seconds.
-fn time_process(command: &mut Command, out: &Path) -> anyhow::Result<f64> {
-    let stdout = std::fs::File::create(out)?;
-    let started = Instant::now();
-    let status = command
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
-    let secs = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
-    }
-    Ok(secs)
-}
-
 /// How the events are enriched.
 enum Enrichment<'a> {
     Sandboxed(&'a Plugin, &'a Limits),
@@ -302,12 +287,6 @@ fn best_of(runs: u32, mut f: impl FnMut() -> (Duration, Duration)) -> (Duration,
         .unwrap_or_default()
 }
 
-/// The best and the median of run times in seconds.
-fn best_and_median(runs: &mut [f64]) -> (f64, f64) {
-    runs.sort_by(f64::total_cmp);
-    (runs[0], runs[runs.len() / 2])
-}
-
 /// The transaction plugin's rules, compiled natively: the yardstick of the
 /// sandbox's overhead (plugins/examples/transaction holds the real plugin).
 fn native_transaction(event: &PluginEvent) -> Outcome {
@@ -334,27 +313,4 @@ fn native_transaction(event: &PluginEvent) -> Outcome {
         fields.insert("currency".into(), "USD".into());
     }
     Outcome::Enrich(JsonObject::from_map(&fields))
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }
