@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::{Demo, text, weir};
 use serde_json::Value;
-use weir_testkit::build::repo_root;
 
 #[test]
 fn the_demo_runs_the_pipeline_and_accounts_for_every_event() {
@@ -366,32 +365,9 @@ fn dlq_lists_shows_and_redrives_dead_letters_back_onto_the_stream() {
     assert_eq!(total, 505);
 }
 
-/// A Python with DuckDB (PyPI `duckdb`): a virtual environment under the
-/// target directory, made once and reused by later runs.
+/// A Python with DuckDB (PyPI `duckdb`).
 fn python_with_duckdb() -> PathBuf {
-    let venv = repo_root().join("target/weir-test-venv");
-    let python = venv.join("bin/python");
-    let has_duckdb = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import duckdb"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_duckdb(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is needed");
-        assert!(made.success(), "python3 -m venv {} failed", venv.display());
-        let pip = venv.join("bin/pip");
-        let installed = Command::new(&pip)
-            .args(["install", "--quiet", "duckdb"])
-            .status()
-            .unwrap();
-        assert!(installed.success(), "installing duckdb from PyPI failed");
-    }
-    python
+    weir_testkit::python::python_with("duckdb", "duckdb")
 }
 
 #[test]
