@@ -1,0 +1,155 @@
+//! The pipeline on the AWS backends (moto): the Lambda handlers as Lambda
+//! would run them, and the service consumer over Kinesis with checkpoints in
+//! DynamoDB.
+
+use chrono::Utc;
+use weir_aws::{AwsBackends, AwsClients, AwsSettings, provision};
+use weir_core::backend::{MetadataStore, ObjectStore};
+use weir_core::stream::{PutRecord, StreamSink, StreamSource};
+use weir_lambda::{kinesis, s3, samples};
+use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, drain};
+use weir_testkit::{example_router, moto};
+
+type AwsPipeline =
+    Pipeline<weir_aws::S3ObjectStore, weir_aws::SqsDeadLetterQueue, weir_aws::DynamoMetadataStore>;
+
+async fn setup(mode: Mode) -> (AwsSettings, AwsPipeline, weir_aws::KinesisStream) {
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    provision::create_all(&clients, &settings, 2).await.unwrap();
+    let backends = AwsBackends::connect(&clients, &settings).await.unwrap();
+    let pipeline = Pipeline {
+        objects: backends.objects,
+        dead_letters: backends.dead_letters,
+        metadata: backends.metadata,
+        router: example_router(&[("transaction", "transaction"), ("metric", "metric")]),
+        settings: PipelineSettings {
+            mode,
+            ..Default::default()
+        },
+    };
+    (settings, pipeline, backends.stream)
+}
+
+fn events(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let event = if i % 2 == 0 {
+                format!(r#"{{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":{i},"n":{i}}}"#)
+            } else {
+                format!(r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i},"n":{i}}}"#)
+            };
+            (format!("key-{i}"), event.into_bytes())
+        })
+        .collect()
+}
+
+async fn processed_lines(pipeline: &AwsPipeline) -> usize {
+    let mut lines = 0;
+    for key in pipeline.objects.list("processed/").await.unwrap() {
+        let body = pipeline.objects.get(&key).await.unwrap().unwrap();
+        lines += body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+    }
+    lines
+}
+
+#[tokio::test]
+async fn the_lambda_handlers_run_both_stages_on_s3_dynamodb_and_sqs() {
+    let (settings, pipeline, _) = setup(Mode::TwoStage).await;
+    let mut records = events(20);
+    records.push(("poison".into(), b"not json".to_vec()));
+    let arn = format!(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/{}",
+        settings.stream
+    );
+    let event = samples::kinesis_event(&arn, "shardId-000000000000", &records, 1, Utc::now());
+    let handled = kinesis::handle(
+        &pipeline,
+        serde_json::from_value(event).unwrap(),
+        Utc::now(),
+    )
+    .await;
+    assert!(
+        handled.response.batch_item_failures.is_empty(),
+        "{:?}",
+        handled.failures
+    );
+    let raw_keys: Vec<(String, u64)> = handled.batches[0]
+        .raw_keys()
+        .map(|k| (k.to_owned(), 1))
+        .collect();
+    assert_eq!(raw_keys.len(), 2);
+
+    let s3_event = samples::s3_event(&settings.raw_bucket, &raw_keys, Utc::now());
+    let transformed = s3::handle(
+        &pipeline,
+        serde_json::from_value(s3_event).unwrap(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(transformed.results.len(), 2);
+    assert_eq!(processed_lines(&pipeline).await, 20);
+    let batches = pipeline
+        .metadata
+        .batches_for_shard("shardId-000000000000", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        batches.len(),
+        3,
+        "the raw stage's batch and each transform's"
+    );
+    let raw = batches
+        .iter()
+        .find(|b| !b.batch_id.starts_with("raw/"))
+        .unwrap();
+    assert_eq!((raw.total_records, raw.failed_records), (21, 1));
+    let transforms = batches.iter().filter(|b| b.batch_id.starts_with("raw/"));
+    assert_eq!(transforms.map(|b| b.total_records).sum::<u32>(), 20);
+    let minutes = pipeline.metadata.minute_metrics("key-3", 5).await.unwrap();
+    assert_eq!(minutes[0].readings["value"].sum, 3.0);
+}
+
+#[tokio::test]
+async fn the_service_consumer_drains_kinesis_and_resumes_from_dynamodb_checkpoints() {
+    let (_, pipeline, stream) = setup(Mode::SingleStage).await;
+    let put = |records: Vec<(String, Vec<u8>)>| {
+        records
+            .into_iter()
+            .map(|(partition_key, data)| PutRecord {
+                partition_key,
+                data,
+            })
+            .collect::<Vec<_>>()
+    };
+    stream.put_records(put(events(30))).await.unwrap();
+    let settings = ConsumerSettings {
+        batch_size: 8,
+        ..Default::default()
+    };
+    let report = drain(&stream, &pipeline, &settings).await.unwrap();
+    assert_eq!(report.counts.records, 30);
+    assert!(report.counts.is_balanced(true));
+    assert_eq!(processed_lines(&pipeline).await, 30);
+    for shard in stream.shards().await.unwrap() {
+        assert!(stream.checkpoint("weir", &shard).await.unwrap().is_some());
+    }
+    // Nothing new: nothing again. New records: only they.
+    assert_eq!(
+        drain(&stream, &pipeline, &settings).await.unwrap().batches,
+        0
+    );
+    stream.put_records(put(events(5))).await.unwrap();
+    assert_eq!(
+        drain(&stream, &pipeline, &settings)
+            .await
+            .unwrap()
+            .counts
+            .records,
+        5
+    );
+}
