@@ -187,24 +187,27 @@ impl AwsBackends {
             &settings.processed_bucket,
             settings.encryption()?,
         );
-        let queue_url = clients
-            .sqs
-            .get_queue_url()
-            .queue_name(&settings.dead_letter_queue)
-            .send()
-            .await
-            .map_err(|e| {
-                error::backend_error(
-                    format!(
-                        "finding the dead-letter queue {} (WEIR_DEAD_LETTER_QUEUE)",
-                        settings.dead_letter_queue
-                    ),
-                    e,
-                )
-            })?
-            .queue_url()
-            .unwrap_or_default()
-            .to_owned();
+        let queue = &settings.dead_letter_queue;
+        // A URL is used as it is: one request less at a Lambda's init.
+        let queue_url = if queue.starts_with("https://") || queue.starts_with("http://") {
+            queue.clone()
+        } else {
+            clients
+                .sqs
+                .get_queue_url()
+                .queue_name(queue)
+                .send()
+                .await
+                .map_err(|e| {
+                    error::backend_error(
+                        format!("finding the dead-letter queue {queue} (WEIR_DEAD_LETTER_QUEUE)"),
+                        e,
+                    )
+                })?
+                .queue_url()
+                .unwrap_or_default()
+                .to_owned()
+        };
         Ok(Self {
             dead_letters: SqsDeadLetterQueue::new(clients.sqs.clone(), queue_url, objects.clone()),
             objects,

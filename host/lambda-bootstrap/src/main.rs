@@ -1,0 +1,158 @@
+//! Weir on AWS Lambda (`provided.al2023`): one `bootstrap` for both functions.
+//!
+//! An event's source picks the handler: Kinesis records go through the
+//! pipeline (`batchItemFailures` as the event source mapping expects), S3
+//! notifications through the two-stage transformer. Everything is set up once
+//! at init, never per invocation: the AWS clients, the dead-letter queue's
+//! URL, the plugin engine and the plugins (loaded from `WEIR_PLUGIN_DIR`,
+//! precompiled artifacts from `WEIR_CACHE_DIR` when the package ships them),
+//! each bound as the default for the event types it declares.
+//!
+//! `WEIR_INIT_CHECK=1` runs the init alone and prints how long it took and
+//! the resident memory, then exits: the init benchmark.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Parser;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use weir_aws::{
+    AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, S3ObjectStore, SqsDeadLetterQueue,
+};
+use weir_pipeline::{Mode, Pipeline, PipelineSettings};
+use weir_runtime::router::{Binding, Router};
+use weir_runtime::{Limits, Runtime, RuntimeSettings};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The function's configuration: environment variables only.
+#[derive(Debug, Parser)]
+struct Config {
+    #[command(flatten)]
+    aws: AwsSettings,
+    /// The plugin components (`*.wasm`) shipped with the function.
+    #[arg(long, env = "WEIR_PLUGIN_DIR", default_value = "/var/task/plugins")]
+    plugin_dir: PathBuf,
+    /// Precompiled plugins (read-only is fine when they are all there).
+    #[arg(long, env = "WEIR_CACHE_DIR", default_value = "/tmp/weir-cache")]
+    cache_dir: PathBuf,
+    /// `single-stage` (enrich in the Kinesis handler) or `two-stage`.
+    #[arg(long, env = "WEIR_MODE", default_value = "single-stage")]
+    mode: String,
+}
+
+type AwsPipeline = Pipeline<S3ObjectStore, SqsDeadLetterQueue, DynamoMetadataStore>;
+
+/// Loads every component in `dir` and binds each as the default for its
+/// event types. (Per-tenant bindings come from the registry.)
+fn bindings(runtime: &Runtime, dir: &Path) -> anyhow::Result<Router> {
+    let mut router = Router::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading WEIR_PLUGIN_DIR {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let plugin = runtime
+            .load_file(&path)
+            .with_context(|| format!("loading plugin {}", path.display()))?;
+        for event_type in &plugin.info().event_types {
+            let binding = Binding {
+                plugin: plugin.clone(),
+                config: Vec::new(),
+                limits: Limits::default(),
+            };
+            router.bind(None, event_type, binding);
+        }
+    }
+    Ok(router)
+}
+
+async fn init(config: &Config) -> anyhow::Result<AwsPipeline> {
+    let mode = match config.mode.as_str() {
+        "single-stage" => Mode::SingleStage,
+        "two-stage" => Mode::TwoStage,
+        other => anyhow::bail!("WEIR_MODE `{other}`: use single-stage or two-stage"),
+    };
+    let clients = AwsClients::from_env().await;
+    let backends = AwsBackends::connect(&clients, &config.aws).await?;
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(config.cache_dir.clone()),
+        ..Default::default()
+    })?;
+    let router = bindings(&runtime, &config.plugin_dir)?;
+    Ok(Pipeline {
+        objects: backends.objects,
+        dead_letters: backends.dead_letters,
+        metadata: backends.metadata,
+        router,
+        settings: PipelineSettings {
+            mode,
+            ..Default::default()
+        },
+    })
+}
+
+/// Routes an event to its handler by its records' `eventSource`.
+async fn handle(pipeline: &AwsPipeline, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let source = event.payload["Records"][0]["eventSource"]
+        .as_str()
+        .unwrap_or("aws:kinesis");
+    if source == "aws:s3" {
+        let s3_event: aws_lambda_events::s3::S3Event = serde_json::from_value(event.payload)?;
+        let done = weir_lambda::s3::handle(pipeline, s3_event, Utc::now()).await?;
+        tracing::info!(
+            transformed = done.results.len(),
+            skipped = done.skipped.len(),
+            "s3 event done"
+        );
+        Ok(serde_json::json!({ "transformed": done.results.len(), "skipped": done.skipped.len() }))
+    } else {
+        let kinesis_event: weir_lambda::kinesis::KinesisEvent =
+            serde_json::from_value(event.payload)?;
+        let handled = weir_lambda::kinesis::handle(pipeline, kinesis_event, Utc::now()).await;
+        Ok(serde_json::to_value(handled.response)?)
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time() // CloudWatch stamps each line
+        .init();
+    let config = Config::parse_from(["bootstrap"]);
+    let pipeline = init(&config).await.map_err(|e| format!("{e:#}"))?;
+    let init_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(init_ms, rss_kib = rss_kib(), "ready");
+    if std::env::var_os("WEIR_INIT_CHECK").is_some() {
+        println!(
+            "{}",
+            serde_json::json!({ "init_ms": init_ms, "rss_kib": rss_kib() })
+        );
+        return Ok(());
+    }
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(move |event| handle(pipeline, event))).await
+}

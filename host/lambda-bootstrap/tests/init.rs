@@ -1,0 +1,78 @@
+//! The bootstrap binary's init against moto: everything set up before the
+//! first event, and configuration errors named.
+
+use std::process::Command;
+
+use weir_aws::{AwsClients, AwsSettings, provision};
+use weir_testkit::build::{repo_plugin, shared_cache_dir};
+use weir_testkit::moto;
+
+/// The example plugins, as a function package ships them.
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "transaction",
+        "user-action",
+        "metric",
+        "system-event",
+        "sensor",
+    ] {
+        let from = repo_plugin(name);
+        std::fs::copy(&from, dir.path().join(from.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn bootstrap(settings: &AwsSettings, plugin_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    command
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "weir")
+        .env("AWS_SECRET_ACCESS_KEY", "weir")
+        .env("AWS_REGION", "us-east-1")
+        .env("WEIR_STREAM", &settings.stream)
+        .env("WEIR_RAW_BUCKET", &settings.raw_bucket)
+        .env("WEIR_PROCESSED_BUCKET", &settings.processed_bucket)
+        .env("WEIR_METADATA_TABLE", &settings.metadata_table)
+        .env("WEIR_METRICS_TABLE", &settings.metrics_table)
+        .env("WEIR_DEAD_LETTER_QUEUE", &settings.dead_letter_queue)
+        .env("WEIR_PLUGIN_DIR", plugin_dir)
+        .env("WEIR_CACHE_DIR", shared_cache_dir())
+        .env("WEIR_INIT_CHECK", "1");
+    command
+}
+
+#[tokio::test]
+async fn init_sets_up_clients_queue_and_plugins_once_and_reports_its_cost() {
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    provision::create_all(&clients, &settings, 1).await.unwrap();
+    let plugins = plugin_dir();
+    let output = bootstrap(&settings, plugins.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["init_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["rss_kib"].as_u64().unwrap() > 0);
+    assert!(
+        stderr.contains("\"ready\""),
+        "a structured `ready` log line: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_queue_or_a_bad_mode_fails_init_with_the_setting_named() {
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    let plugins = plugin_dir();
+    let output = bootstrap(&settings, plugins.path()).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WEIR_DEAD_LETTER_QUEUE"), "{stderr}");
+
+    let output = bootstrap(&settings, plugins.path())
+        .env("WEIR_MODE", "three-stage")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WEIR_MODE `three-stage`"), "{stderr}");
+}
