@@ -43,6 +43,7 @@ pub use sqs::SqsDeadLetterQueue;
 pub struct AwsSettings {
     /// The Kinesis stream.
     #[arg(
+        id = "aws_stream",
         long = "aws-stream",
         env = "WEIR_STREAM",
         default_value = "weir-events"

@@ -1,6 +1,7 @@
 //! The `weir` command. This crate is not a library: it parses arguments, sets
 //! up logging, and calls the host crates.
 
+mod aws;
 mod bench;
 mod demo;
 mod dlq;
@@ -79,6 +80,9 @@ enum Command {
     Metrics(tables::MetricsArgs),
     /// A shard's batch metadata (the seed's metadata table, by ShardIndex).
     Batches(tables::BatchesArgs),
+    /// Weir's AWS resources (`weir aws provision`).
+    #[command(subcommand)]
+    Aws(aws::Command),
     /// Print a sample Lambda event file (for `weir invoke`).
     #[command(subcommand)]
     Events(invoke::EventsCommand),
@@ -188,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Invoke(command) => invoke::invoke(runtime(cli.cache_dir)?, command),
         Command::Events(command) => invoke::events(command),
         Command::Metrics(args) => tables::metrics(args),
+        Command::Aws(command) => aws::run(command),
         Command::Batches(args) => tables::batches(args),
     }
 }

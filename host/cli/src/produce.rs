@@ -18,12 +18,17 @@ use weir_core::stream::{PutRecord, PutResult, StreamSink};
 use weir_embedded::{EmbeddedStream, SqliteState};
 
 use crate::sample::{EVENT_TYPES, Sampler};
-use crate::wiring::StreamArgs;
+use crate::wiring::{Backend, StreamArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     target: StreamArgs,
+    /// The embedded stream, or Kinesis (`aws`, stream `--aws-stream`).
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: Backend,
+    #[command(flatten)]
+    aws: weir_aws::AwsSettings,
     /// Records per second to aim for; 0: as fast as the stream takes them.
     #[arg(long, default_value_t = 10)]
     rate: u32,
@@ -106,10 +111,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn produce(args: Args) -> anyhow::Result<ExitCode> {
-    let db = args.target.data_dir.join("state").join("weir.db");
-    let state = SqliteState::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let stream = EmbeddedStream::open(state, args.target.settings()).await?;
+    match args.backend {
+        Backend::Embedded => {
+            let db = args.target.data_dir.join("state").join("weir.db");
+            let state =
+                SqliteState::open(&db).with_context(|| format!("opening {}", db.display()))?;
+            let stream = EmbeddedStream::open(state, args.target.settings()).await?;
+            let name = args.target.stream.clone();
+            produce_into(&stream, &name, args).await
+        }
+        Backend::Aws => {
+            let clients = weir_aws::AwsClients::from_env().await;
+            let checkpoints = weir_aws::DynamoCheckpoints::new(
+                clients.dynamodb.clone(),
+                &args.aws.checkpoints_table,
+            );
+            let stream = weir_aws::KinesisStream::new(
+                clients.kinesis.clone(),
+                &args.aws.stream,
+                checkpoints,
+            );
+            let name = args.aws.stream.clone();
+            produce_into(&stream, &name, args).await
+        }
+    }
+}
 
+/// Puts generated events on `stream` at the rate, retrying throttled records.
+async fn produce_into<S: StreamSink>(
+    stream: &S,
+    name: &str,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
     let limit = args.count.unwrap_or(u64::MAX);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
@@ -190,10 +223,9 @@ async fn produce(args: Args) -> anyhow::Result<ExitCode> {
 
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "produced to stream `{}` in {}: {} sent, {} throttled ({} retried, {} given up), {} refused; \
+        "produced to stream `{}`: {} sent, {} throttled ({} retried, {} given up), {} refused; \
          {:.1} s, {:.0} records/s achieved",
-        args.target.stream,
-        db.display(),
+        name,
         stats.sent,
         stats.throttled,
         stats.retried,

@@ -1,6 +1,7 @@
-//! `weir serve`: the embedded pipeline as a long-running service.
+//! `weir serve`: the pipeline as a long-running service, on the embedded
+//! backends or on AWS (`--backend aws`: Kinesis, S3, DynamoDB, SQS).
 //!
-//! Consumes every shard of the embedded stream from its checkpoint, in batches
+//! Consumes every shard of the stream from its checkpoint, in batches
 //! of `--batch-size` records or after `--batching-window-ms` (the seeds' 100
 //! and 5 s), enriches with the plugins, and checkpoints each batch once its
 //! output is durable; stopped with Ctrl-C, it finishes the batch in flight, and
@@ -10,11 +11,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_aws::{AwsBackends, AwsClients, AwsSettings};
+use weir_core::backend::{DeadLetterQueue, MetadataStore, ObjectStore};
+use weir_core::stream::StreamSource;
 use weir_embedded::EmbeddedStream;
-use weir_pipeline::{ConsumerSettings, Mode, PipelineSettings, serve};
+use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, serve};
 use weir_runtime::Runtime;
 
-use crate::wiring::{self, StreamArgs};
+use crate::wiring::{self, Backend, StreamArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +37,13 @@ pub struct Args {
     /// transformer enriches each raw object (default: enrich in the batch).
     #[arg(long)]
     two_stage: bool,
+    /// Where the stream and the output live.
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: Backend,
+    /// The AWS resources (`--backend aws`); credentials, region and
+    /// `AWS_ENDPOINT_URL` come from the SDK's usual places.
+    #[command(flatten)]
+    aws: AwsSettings,
 }
 
 pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
@@ -43,38 +54,86 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         let wasm_dir = wiring::build_examples()?;
         let plugins = wiring::load_examples(&runtime, &wasm_dir)?;
         for (_, plugin) in &plugins {
-            eprintln!("bound {} to {}", plugin.label(), plugin.info().event_types.join(", "));
+            eprintln!(
+                "bound {} to {}",
+                plugin.label(),
+                plugin.info().event_types.join(", ")
+            );
         }
-        let mode = if args.two_stage { Mode::TwoStage } else { Mode::SingleStage };
-        let settings = PipelineSettings { mode, ..Default::default() };
-        let pipeline = wiring::pipeline(&args.target.data_dir, wiring::default_bindings(&plugins), settings)?;
-        let stream = EmbeddedStream::open(pipeline.dead_letters.clone(), args.target.settings()).await?;
+        let mode = if args.two_stage {
+            Mode::TwoStage
+        } else {
+            Mode::SingleStage
+        };
+        let settings = PipelineSettings {
+            mode,
+            ..Default::default()
+        };
+        let router = wiring::default_bindings(&plugins);
         let consumer = ConsumerSettings {
             name: args.consumer.clone(),
             batch_size: args.batch_size,
             batching_window: Duration::from_millis(args.batching_window_ms),
             ..Default::default()
         };
-        eprintln!(
-            "serving stream `{}` from {} (Ctrl-C to stop; WEIR_LOG=info shows each batch)",
-            args.target.stream,
-            args.target.data_dir.display()
-        );
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("stopping after the batches in flight ...");
-        };
-        let report = serve(Arc::new(stream), Arc::new(pipeline), consumer, shutdown).await?;
-        let c = &report.counts;
-        eprintln!(
-            "served {} batches: {} records, {} enriched, {} passed through, {} dropped, {} dead-lettered",
-            report.batches,
-            c.records,
-            c.enriched,
-            c.passed_through,
-            c.dropped,
-            c.dead_lettered()
-        );
-        Ok(ExitCode::SUCCESS)
+        match args.backend {
+            Backend::Embedded => {
+                let pipeline = wiring::pipeline(&args.target.data_dir, router, settings)?;
+                let stream =
+                    EmbeddedStream::open(pipeline.dead_letters.clone(), args.target.settings())
+                        .await?;
+                eprintln!(
+                    "serving stream `{}` from {} (Ctrl-C to stop; WEIR_LOG=info shows each batch)",
+                    args.target.stream,
+                    args.target.data_dir.display()
+                );
+                until_ctrl_c(stream, pipeline, consumer).await
+            }
+            Backend::Aws => {
+                let clients = AwsClients::from_env().await;
+                let backends = AwsBackends::connect(&clients, &args.aws).await?;
+                let pipeline = Pipeline {
+                    objects: backends.objects,
+                    dead_letters: backends.dead_letters,
+                    metadata: backends.metadata,
+                    router,
+                    settings,
+                };
+                eprintln!(
+                    "serving Kinesis stream `{}` into s3://{} and s3://{} (Ctrl-C to stop)",
+                    args.aws.stream, args.aws.raw_bucket, args.aws.processed_bucket
+                );
+                until_ctrl_c(backends.stream, pipeline, consumer).await
+            }
+        }
     })
+}
+
+async fn until_ctrl_c<S, O, D, M>(
+    stream: S,
+    pipeline: Pipeline<O, D, M>,
+    consumer: ConsumerSettings,
+) -> anyhow::Result<ExitCode>
+where
+    S: StreamSource + 'static,
+    O: ObjectStore + 'static,
+    D: DeadLetterQueue + 'static,
+    M: MetadataStore + 'static,
+{
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping after the batches in flight ...");
+    };
+    let report = serve(Arc::new(stream), Arc::new(pipeline), consumer, shutdown).await?;
+    let c = &report.counts;
+    eprintln!(
+        "served {} batches: {} records, {} enriched, {} passed through, {} dropped, {} dead-lettered",
+        report.batches,
+        c.records,
+        c.enriched,
+        c.passed_through,
+        c.dropped,
+        c.dead_lettered()
+    );
+    Ok(ExitCode::SUCCESS)
 }

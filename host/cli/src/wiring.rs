@@ -35,6 +35,16 @@ impl StreamArgs {
     }
 }
 
+/// Where the stream and the pipeline's output live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Local files and SQLite under --data-dir.
+    Embedded,
+    /// Kinesis, S3, DynamoDB and SQS (the SDK's credentials, region and
+    /// AWS_ENDPOINT_URL; resource names from the --raw-bucket, … flags).
+    Aws,
+}
+
 /// The example plugins' crate names.
 pub const EXAMPLES: [&str; 5] = [
     "transaction",

@@ -1,0 +1,136 @@
+//! The `weir` command on AWS, against moto: provision the resources, produce
+//! onto Kinesis, serve into S3 with DynamoDB checkpoints.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::text;
+use weir_aws::{AwsClients, AwsSettings};
+use weir_core::backend::ObjectStore;
+use weir_testkit::build::shared_cache_dir;
+use weir_testkit::moto;
+
+/// `weir` pointed at moto, with the resources of `settings`.
+fn weir_aws(args: &[&str], settings: &AwsSettings) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(args)
+        .args(["--aws-stream", &settings.stream])
+        .args(["--raw-bucket", &settings.raw_bucket])
+        .args(["--processed-bucket", &settings.processed_bucket])
+        .args(["--metadata-table", &settings.metadata_table])
+        .args(["--metrics-table", &settings.metrics_table])
+        .args(["--checkpoints-table", &settings.checkpoints_table])
+        .args(["--dead-letter-queue", &settings.dead_letter_queue])
+        .env("WEIR_CACHE_DIR", shared_cache_dir())
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "weir")
+        .env("AWS_SECRET_ACCESS_KEY", "weir")
+        .env("AWS_REGION", "us-east-1");
+    command
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stderr)
+}
+
+fn interrupt(child: Child) -> String {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ok(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn provision_produce_and_serve_on_kinesis_s3_dynamodb_and_sqs() {
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    let stderr = ok(weir_aws(&["aws", "provision", "--shards", "2"], &settings)
+        .output()
+        .unwrap());
+    assert!(stderr.contains("ready: stream"), "{stderr}");
+
+    let produce = |count: &str| {
+        let args = [
+            "produce",
+            "--backend",
+            "aws",
+            "--rate",
+            "0",
+            "--count",
+            count,
+            "--batch-size",
+            "25",
+        ];
+        let stderr = ok(weir_aws(&args, &settings).output().unwrap());
+        assert!(stderr.contains(&format!("{count} sent")), "{stderr}");
+    };
+    produce("60");
+
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let clients = tokio.block_on(AwsClients::for_local_endpoint(&moto::endpoint()));
+    let objects = weir_aws::S3ObjectStore::new(
+        clients.s3.clone(),
+        &settings.raw_bucket,
+        &settings.processed_bucket,
+        weir_aws::Encryption::BucketDefault,
+    );
+    let processed = || -> usize {
+        tokio.block_on(async {
+            let mut lines = 0;
+            for key in objects.list("processed/").await.unwrap() {
+                let body = objects.get(&key).await.unwrap().unwrap_or_default();
+                lines += body
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count();
+            }
+            lines
+        })
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while processed() < n {
+            assert!(Instant::now() < deadline, "served {} of {n}", processed());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let serve = || {
+        let args = [
+            "serve",
+            "--backend",
+            "aws",
+            "--batching-window-ms",
+            "100",
+            "--consumer",
+            "weir-test",
+        ];
+        weir_aws(&args, &settings)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let child = serve();
+    wait_for(60);
+    let stderr = interrupt(child);
+    assert!(stderr.contains("60 records"), "{stderr}");
+
+    // Restarted, it resumes from the checkpoints in DynamoDB.
+    produce("15");
+    let child = serve();
+    wait_for(75);
+    let stderr = interrupt(child);
+    assert!(stderr.contains("15 records"), "{stderr}");
+    assert_eq!(processed(), 75, "nothing processed twice");
+}
