@@ -9,8 +9,8 @@ use aws_sdk_kinesis::primitives::{Blob, DateTime as AwsDateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use weir_core::backend::BackendError;
 use weir_core::stream::{
-    PutRecord, PutResult, ReadBatch, SequenceNumber, StartingPosition, StreamRecord, StreamSink,
-    StreamSource, check_put_record,
+    PutRecord, PutResult, ReadBatch, SequenceNumber, ShardLineage, StartingPosition, StreamRecord,
+    StreamSink, StreamSource, check_put_record,
 };
 use weir_core::time;
 
@@ -164,9 +164,18 @@ impl StreamSink for KinesisStream {
 }
 
 impl StreamSource for KinesisStream {
-    /// Every shard, closed ones included, in the order Kinesis lists them
-    /// (parents before their children).
     async fn shards(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .lineage()
+            .await?
+            .into_iter()
+            .map(|s| s.shard_id)
+            .collect())
+    }
+
+    /// Every shard, closed ones included, with the parents a split or merge
+    /// left: the consumer reads a child only once its parents are done.
+    async fn lineage(&self) -> Result<Vec<ShardLineage>, BackendError> {
         let mut shards = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -179,7 +188,16 @@ impl StreamSource for KinesisStream {
                 .send()
                 .await
                 .map_err(|e| backend_error(format!("listing the shards of {}", self.stream), e))?;
-            shards.extend(out.shards().iter().map(|s| s.shard_id().to_owned()));
+            shards.extend(out.shards().iter().map(|s| {
+                ShardLineage {
+                    shard_id: s.shard_id().to_owned(),
+                    parents: [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                        .into_iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect(),
+                }
+            }));
             token = out.next_token().map(str::to_owned);
             if token.is_none() {
                 return Ok(shards);
@@ -244,16 +262,22 @@ impl StreamSource for KinesisStream {
             None => from.clone(),
         };
         let mut iterators = self.iterators.lock().unwrap_or_else(|p| p.into_inner());
-        match out.next_shard_iterator() {
+        let shard_ended = match out.next_shard_iterator() {
             Some(it) => {
                 iterators.insert(shard_id.to_owned(), (next.clone(), it.to_owned()));
+                false
             }
             // A closed shard read to its end.
             None => {
                 iterators.remove(shard_id);
+                true
             }
-        }
-        Ok(ReadBatch { records, next })
+        };
+        Ok(ReadBatch {
+            records,
+            next,
+            shard_ended,
+        })
     }
 
     async fn checkpoint(

@@ -153,3 +153,87 @@ async fn the_service_consumer_drains_kinesis_and_resumes_from_dynamodb_checkpoin
         5
     );
 }
+
+#[tokio::test]
+async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
+    let (settings, pipeline, stream) = setup(Mode::SingleStage).await;
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    // A one-shard stream of its own.
+    let name = format!("{}-split", settings.stream);
+    clients
+        .kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let checkpoints =
+        weir_aws::DynamoCheckpoints::new(clients.dynamodb.clone(), &settings.checkpoints_table);
+    let split = weir_aws::KinesisStream::new(clients.kinesis.clone(), &name, checkpoints);
+    drop(stream);
+    let put = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| PutRecord {
+                partition_key: format!("key-{}", i % 4),
+                data: format!(r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i}}}"#)
+                    .into_bytes(),
+            })
+            .collect::<Vec<_>>()
+    };
+    split.put_records(put(0, 20)).await.unwrap();
+    let parent = split.shards().await.unwrap().remove(0);
+    clients
+        .kinesis
+        .split_shard()
+        .stream_name(&name)
+        .shard_to_split(&parent)
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    split.put_records(put(20, 20)).await.unwrap();
+
+    let lineage = split.lineage().await.unwrap();
+    assert_eq!(lineage.len(), 3);
+    let children: Vec<_> = lineage
+        .iter()
+        .filter(|s| s.parents == [parent.clone()])
+        .collect();
+    assert_eq!(children.len(), 2, "{lineage:?}");
+
+    let report = drain(
+        &split,
+        &pipeline,
+        &ConsumerSettings {
+            batch_size: 7,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.counts.records, 40);
+    assert_eq!(processed_lines(&pipeline).await, 40);
+    // The parent's batches were all done before any child's.
+    let last_parent = pipeline
+        .metadata
+        .batches_for_shard(&parent, 100)
+        .await
+        .unwrap()[0]
+        .processed_at
+        .clone();
+    for child in children {
+        for batch in pipeline
+            .metadata
+            .batches_for_shard(&child.shard_id, 100)
+            .await
+            .unwrap()
+        {
+            assert!(
+                batch.processed_at >= last_parent,
+                "{} before {last_parent}",
+                batch.processed_at
+            );
+        }
+    }
+}

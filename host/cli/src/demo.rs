@@ -23,8 +23,8 @@ use weir_runtime::router::Binding;
 use weir_runtime::{Limits, Runtime};
 use weir_testkit::{build, golden};
 
-use crate::sample::{EVENT_TYPES, Sampler};
 use crate::wiring;
+use weir_lambda::sampler::{EVENT_TYPES, Sampler};
 
 const TENANTS: [&str; 2] = ["acme", "globex"];
 

@@ -9,11 +9,11 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use weir_core::backend::ObjectStore;
 use weir_lambda::{kinesis, s3, samples};
-use weir_pipeline::{BatchResult, Mode, PipelineSettings};
+use weir_pipeline::BatchResult;
 use weir_runtime::Runtime;
 
-use crate::sample::{EVENT_TYPES, Sampler};
 use crate::wiring;
+use weir_lambda::sampler::{EVENT_TYPES, Sampler, partition_key};
 
 /// Lambda refuses synchronous payloads larger than this; locally they are
 /// accepted with a warning.
@@ -104,15 +104,7 @@ pub fn invoke(runtime: Runtime, command: InvokeCommand) -> anyhow::Result<ExitCo
     };
     let wasm_dir = wiring::build_examples()?;
     let plugins = wiring::load_examples(&runtime, &wasm_dir)?;
-    let mode = if args.two_stage {
-        Mode::TwoStage
-    } else {
-        Mode::SingleStage
-    };
-    let settings = PipelineSettings {
-        mode,
-        ..Default::default()
-    };
+    let settings = wiring::pipeline_settings(args.two_stage);
     let pipeline = wiring::pipeline(&args.data_dir, wiring::default_bindings(&plugins), settings)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,14 +141,6 @@ pub fn invoke(runtime: Runtime, command: InvokeCommand) -> anyhow::Result<ExitCo
     })
 }
 
-/// A record's partition key, as a producer would choose it.
-fn partition_key(event: &Value, n: usize) -> String {
-    ["sensorId", "user_id", "host", "component"]
-        .iter()
-        .find_map(|k| event[*k].as_str())
-        .map_or_else(|| format!("key-{n}"), str::to_owned)
-}
-
 pub fn events(command: EventsCommand) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let event = match command {
@@ -170,7 +154,7 @@ pub fn events(command: EventsCommand) -> anyhow::Result<ExitCode> {
             let mut records: Vec<(String, Vec<u8>)> = (0..count)
                 .map(|n| {
                     let event = sampler.event(EVENT_TYPES[n % EVENT_TYPES.len()]);
-                    (partition_key(&event, n), event.to_string().into_bytes())
+                    (partition_key(&event), event.to_string().into_bytes())
                 })
                 .collect();
             if poison {

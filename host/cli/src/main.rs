@@ -10,7 +10,6 @@ mod plugin_new;
 mod plugin_run;
 mod plugin_test;
 mod produce;
-mod sample;
 mod serve;
 mod tables;
 mod wiring;

@@ -1,4 +1,5 @@
-//! `weir produce`: the seeds' producer and stress test, on the embedded stream.
+//! `weir produce`: the seeds' producer and stress test, on the embedded stream
+//! or Kinesis.
 //!
 //! Generates a mix of events for a set of tenants and puts them in batches at a
 //! target rate. Throttled records (a shard over its per-second limit) are
@@ -6,7 +7,6 @@
 //! or out of attempts; refused records are counted and not retried. A progress
 //! line goes to stderr every second, and a summary at the end.
 
-use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,11 @@ use anyhow::{Context, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
-use weir_core::stream::{PutRecord, PutResult, StreamSink};
+use weir_core::stream::{PutRecord, StreamSink};
 use weir_embedded::{EmbeddedStream, SqliteState};
+use weir_lambda::producer::{PutStats, Putter};
+use weir_lambda::sampler::{EVENT_TYPES, Sampler, partition_key};
 
-use crate::sample::{EVENT_TYPES, Sampler};
 use crate::wiring::{Backend, StreamArgs};
 
 #[derive(Debug, clap::Args)]
@@ -53,42 +54,6 @@ pub struct Args {
     /// Seed of the generated events (the same seed gives the same events).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// What a run did.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    generated: u64,
-    sent: u64,
-    throttled: u64,
-    retried: u64,
-    refused: u64,
-    gave_up: u64,
-}
-
-/// A record waiting to be put, with the attempts it has had.
-struct Pending {
-    record: PutRecord,
-    attempts: u32,
-}
-
-/// Exponential backoff with full jitter: a random wait in
-/// `[0, min(cap, base * 2^attempt)]`, so retrying producers spread out.
-fn backoff(attempt: u32, rng: &mut StdRng) -> Duration {
-    const BASE_MS: u64 = 50;
-    const CAP_MS: u64 = 2_000;
-    let ceiling = BASE_MS.saturating_mul(1 << attempt.min(16)).min(CAP_MS);
-    Duration::from_millis(rng.random_range(0..=ceiling))
-}
-
-/// The partition key of a generated event: its natural key, so one user's or
-/// sensor's events keep their order in one shard.
-fn partition_key(event: &serde_json::Value) -> String {
-    ["user_id", "sensorId", "host", "component"]
-        .iter()
-        .find_map(|k| event.get(*k).and_then(|v| v.as_str()))
-        .unwrap_or("default")
-        .to_owned()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -148,78 +113,39 @@ async fn produce_into<S: StreamSink>(
     let started = Instant::now();
     let mut sampler = Sampler::new(args.seed);
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut stats = Stats::default();
-    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut putter = Putter::new(args.max_attempts, args.seed);
+    let mut generated = 0u64;
     let mut last_progress = Instant::now();
     let batch = args.batch_size as usize;
 
-    while Instant::now() < deadline && (stats.generated < limit || !queue.is_empty()) {
+    while Instant::now() < deadline && (generated < limit || putter.queued() > 0) {
         // Keep the rate: new records only as the schedule allows.
         let due = if args.rate == 0 {
             u64::MAX
         } else {
             (started.elapsed().as_secs_f64() * f64::from(args.rate)) as u64 + 1
         };
-        while queue.len() < batch && stats.generated < limit && stats.generated < due {
-            let event_type = &args.types[(stats.generated % args.types.len() as u64) as usize];
+        while putter.queued() < batch && generated < limit && generated < due {
+            let event_type = &args.types[(generated % args.types.len() as u64) as usize];
             let mut event = sampler.event(event_type);
             event["tenant_id"] = json!(args.tenants[rng.random_range(0..args.tenants.len())]);
-            queue.push_back(Pending {
-                record: PutRecord {
-                    partition_key: partition_key(&event),
-                    data: event.to_string().into_bytes(),
-                },
-                attempts: 0,
+            putter.push(PutRecord {
+                partition_key: partition_key(&event),
+                data: event.to_string().into_bytes(),
             });
-            stats.generated += 1;
+            generated += 1;
         }
-        if queue.is_empty() {
+        if putter.queued() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
-
-        let taken: Vec<Pending> = queue.drain(..queue.len().min(batch)).collect();
-        let results = stream
-            .put_records(taken.iter().map(|p| p.record.clone()).collect())
-            .await?;
-        let mut throttled_attempt = None;
-        let mut retry = Vec::new();
-        for (mut pending, result) in taken.into_iter().zip(results) {
-            match result {
-                PutResult::Accepted { .. } => stats.sent += 1,
-                PutResult::Refused { reason } => {
-                    stats.refused += 1;
-                    tracing::warn!(reason, "record refused by the stream");
-                }
-                PutResult::Throttled { .. } => {
-                    stats.throttled += 1;
-                    pending.attempts += 1;
-                    if pending.attempts >= args.max_attempts {
-                        stats.gave_up += 1;
-                    } else {
-                        stats.retried += 1;
-                        throttled_attempt =
-                            Some(throttled_attempt.unwrap_or(0).max(pending.attempts));
-                        retry.push(pending);
-                    }
-                }
-            }
-        }
-        // Retried first, ahead of new records and in their own order, so each
-        // partition key's records stay in order.
-        for pending in retry.into_iter().rev() {
-            queue.push_front(pending);
-        }
-        if let Some(attempt) = throttled_attempt {
-            tokio::time::sleep(backoff(attempt, &mut rng)).await;
-        } else if args.rate > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        putter.put_next(stream, batch).await?;
         if last_progress.elapsed() >= Duration::from_secs(1) {
+            progress(&putter.stats, started.elapsed());
             last_progress = Instant::now();
-            progress(&stats, started.elapsed());
         }
     }
+    let stats = putter.stats;
 
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -234,7 +160,7 @@ async fn produce_into<S: StreamSink>(
         secs,
         stats.sent as f64 / secs
     );
-    let unsent = stats.generated - stats.sent - stats.refused - stats.gave_up;
+    let unsent = generated - stats.sent - stats.refused - stats.gave_up;
     if unsent > 0 {
         eprintln!("{unsent} generated records were still queued when --duration ran out");
     }
@@ -245,7 +171,7 @@ async fn produce_into<S: StreamSink>(
     })
 }
 
-fn progress(stats: &Stats, elapsed: Duration) {
+fn progress(stats: &PutStats, elapsed: Duration) {
     eprintln!(
         "[{:>5.1} s] sent {} ({:.0}/s), throttled {}, retried {}",
         elapsed.as_secs_f64(),

@@ -15,7 +15,7 @@ use weir_aws::{AwsBackends, AwsClients, AwsSettings};
 use weir_core::backend::{DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::stream::StreamSource;
 use weir_embedded::EmbeddedStream;
-use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, serve};
+use weir_pipeline::{ConsumerSettings, Pipeline, serve};
 use weir_runtime::Runtime;
 
 use crate::wiring::{self, Backend, StreamArgs};
@@ -60,15 +60,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                 plugin.info().event_types.join(", ")
             );
         }
-        let mode = if args.two_stage {
-            Mode::TwoStage
-        } else {
-            Mode::SingleStage
-        };
-        let settings = PipelineSettings {
-            mode,
-            ..Default::default()
-        };
+        let settings = wiring::pipeline_settings(args.two_stage);
         let router = wiring::default_bindings(&plugins);
         let consumer = ConsumerSettings {
             name: args.consumer.clone(),

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use weir_embedded::{LocalObjectStore, SqliteState, StreamSettings};
-use weir_pipeline::{Pipeline, PipelineSettings};
-use weir_runtime::router::{Binding, Router};
-use weir_runtime::{Limits, Plugin, Runtime};
+use weir_pipeline::{Mode, Pipeline, PipelineSettings};
+use weir_runtime::router::Router;
+use weir_runtime::{Plugin, Runtime};
 use weir_testkit::build;
 
 /// Where the embedded stream and state live: shared by the commands that
@@ -46,13 +46,7 @@ pub enum Backend {
 }
 
 /// The example plugins' crate names.
-pub const EXAMPLES: [&str; 5] = [
-    "transaction",
-    "user-action",
-    "metric",
-    "system-event",
-    "sensor",
-];
+pub use weir_testkit::build::EXAMPLE_PLUGINS as EXAMPLES;
 
 /// The embedded pipeline under `data_dir`: objects in `objects/`, state in `state/weir.db`.
 pub type EmbeddedPipeline = Pipeline<LocalObjectStore, SqliteState, SqliteState>;
@@ -91,16 +85,22 @@ pub fn load_examples(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<(Strin
 pub fn default_bindings(plugins: &[(String, Plugin)]) -> Router {
     let mut router = Router::new();
     for (_, plugin) in plugins {
-        for event_type in &plugin.info().event_types {
-            let binding = Binding {
-                plugin: plugin.clone(),
-                config: Vec::new(),
-                limits: Limits::default(),
-            };
-            router.bind(None, event_type, binding);
-        }
+        router.bind_declared(plugin);
     }
     router
+}
+
+/// The pipeline's settings: single-stage, or two-stage (`--two-stage`).
+pub fn pipeline_settings(two_stage: bool) -> PipelineSettings {
+    let mode = if two_stage {
+        Mode::TwoStage
+    } else {
+        Mode::SingleStage
+    };
+    PipelineSettings {
+        mode,
+        ..Default::default()
+    }
 }
 
 /// Opens the embedded backends under `data_dir`.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{run_with_stdin, text, wasm, weir};
 use serde_json::Value;
-use weir_testkit::build::repo_root;
+use weir_testkit::build::{EXAMPLE_PLUGINS, repo_root};
 
 #[test]
 fn plugin_run_marks_every_outcome_and_accounts_for_every_line() {
@@ -122,13 +122,7 @@ fn plugin_run_refuses_empty_input_and_bad_flags() {
 
 #[test]
 fn plugin_test_passes_the_examples_and_fails_with_a_readable_diff() {
-    for name in [
-        "transaction",
-        "user-action",
-        "metric",
-        "system-event",
-        "sensor",
-    ] {
+    for name in EXAMPLE_PLUGINS {
         let cases = repo_root()
             .join("plugins/examples")
             .join(name)

@@ -136,6 +136,34 @@ pub struct StreamRecord {
 pub struct ReadBatch {
     pub records: Vec<StreamRecord>,
     pub next: StartingPosition,
+    /// The shard is closed (split or merged) and read to its end: its
+    /// children carry on.
+    pub shard_ended: bool,
+}
+
+/// A shard and the shards it came from: a split's parent, or a merge's two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLineage {
+    pub shard_id: String,
+    pub parents: Vec<String>,
+}
+
+/// Orders shards so every shard comes after its parents (those listed):
+/// reading in this order keeps each partition key's records in order
+/// across a resharding.
+pub fn parents_first(mut shards: Vec<ShardLineage>) -> Vec<ShardLineage> {
+    let mut ordered: Vec<ShardLineage> = Vec::with_capacity(shards.len());
+    while !shards.is_empty() {
+        let ready = shards.iter().position(|s| {
+            s.parents.iter().all(|p| {
+                ordered.iter().any(|o| &o.shard_id == p) || !shards.iter().any(|o| &o.shard_id == p)
+            })
+        });
+        // A cycle cannot come from a stream; take the rest as listed.
+        let next = ready.unwrap_or(0);
+        ordered.push(shards.remove(next));
+    }
+    ordered
 }
 
 /// Where to start reading a shard.
@@ -186,6 +214,21 @@ pub trait StreamSink: Send + Sync {
 pub trait StreamSource: Send + Sync {
     /// The stream's shard ids, in hash-key order.
     fn shards(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
+    /// The shards with their parents. A stream that never reshards has no
+    /// parents to tell.
+    fn lineage(&self) -> impl Future<Output = Result<Vec<ShardLineage>, BackendError>> + Send {
+        async {
+            let shards = self.shards().await?;
+            Ok(shards
+                .into_iter()
+                .map(|shard_id| ShardLineage {
+                    shard_id,
+                    parents: Vec::new(),
+                })
+                .collect())
+        }
+    }
 
     /// Up to `limit` records of a shard from a position, oldest first, and
     /// where the next read continues (as a shard iterator would).
@@ -271,6 +314,22 @@ mod tests {
             "49590338271490256608559692538361571095921575989136588898"
         );
         assert!("12a".parse::<SequenceNumber>().unwrap_err().contains("12a"));
+    }
+
+    #[test]
+    fn parents_come_before_their_children() {
+        let shard = |id: &str, parents: &[&str]| ShardLineage {
+            shard_id: id.into(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let ordered = parents_first(vec![
+            shard("merged", &["left", "right"]),
+            shard("right", &["root"]),
+            shard("left", &["root"]),
+            shard("root", &["expired"]),
+        ]);
+        let ids: Vec<&str> = ordered.iter().map(|s| s.shard_id.as_str()).collect();
+        assert_eq!(ids, ["root", "right", "left", "merged"]);
     }
 
     #[test]

@@ -322,6 +322,7 @@ impl StreamSource for EmbeddedStream {
                 return Ok(ReadBatch {
                     records: Vec::new(),
                     next,
+                    shard_ended: false,
                 });
             }
         };
@@ -350,7 +351,11 @@ impl StreamSource for EmbeddedStream {
             Some(last) => StartingPosition::AfterSequenceNumber(last.sequence_number.clone()),
             None => from.clone(),
         };
-        Ok(ReadBatch { records, next })
+        Ok(ReadBatch {
+            records,
+            next,
+            shard_ended: false,
+        })
     }
 
     async fn checkpoint(

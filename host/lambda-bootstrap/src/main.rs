@@ -2,7 +2,9 @@
 //!
 //! An event's source picks the handler: Kinesis records go through the
 //! pipeline (`batchItemFailures` as the event source mapping expects), S3
-//! notifications through the two-stage transformer. Everything is set up once
+//! notifications through the two-stage transformer, and an event without
+//! records (`{}`, `{"count": 100}`) is the seed's producer: generated events
+//! onto the stream. Everything is set up once
 //! at init, never per invocation: the AWS clients, the dead-letter queue's
 //! URL, the plugin engine and the plugins (loaded from `WEIR_PLUGIN_DIR`,
 //! precompiled artifacts from `WEIR_CACHE_DIR` when the package ships them),
@@ -20,11 +22,12 @@ use clap::Parser;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use weir_aws::{
-    AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, S3ObjectStore, SqsDeadLetterQueue,
+    AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, KinesisStream, S3ObjectStore,
+    SqsDeadLetterQueue,
 };
 use weir_pipeline::{Mode, Pipeline, PipelineSettings};
-use weir_runtime::router::{Binding, Router};
-use weir_runtime::{Limits, Runtime, RuntimeSettings};
+use weir_runtime::router::Router;
+use weir_runtime::{Runtime, RuntimeSettings};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,6 +50,12 @@ struct Config {
 
 type AwsPipeline = Pipeline<S3ObjectStore, SqsDeadLetterQueue, DynamoMetadataStore>;
 
+/// What init sets up once for every invocation.
+struct Function {
+    pipeline: AwsPipeline,
+    stream: KinesisStream,
+}
+
 /// Loads every component in `dir` and binds each as the default for its
 /// event types. (Per-tenant bindings come from the registry.)
 fn bindings(runtime: &Runtime, dir: &Path) -> anyhow::Result<Router> {
@@ -61,19 +70,12 @@ fn bindings(runtime: &Runtime, dir: &Path) -> anyhow::Result<Router> {
         let plugin = runtime
             .load_file(&path)
             .with_context(|| format!("loading plugin {}", path.display()))?;
-        for event_type in &plugin.info().event_types {
-            let binding = Binding {
-                plugin: plugin.clone(),
-                config: Vec::new(),
-                limits: Limits::default(),
-            };
-            router.bind(None, event_type, binding);
-        }
+        router.bind_declared(&plugin);
     }
     Ok(router)
 }
 
-async fn init(config: &Config) -> anyhow::Result<AwsPipeline> {
+async fn init(config: &Config) -> anyhow::Result<Function> {
     let mode = match config.mode.as_str() {
         "single-stage" => Mode::SingleStage,
         "two-stage" => Mode::TwoStage,
@@ -86,7 +88,7 @@ async fn init(config: &Config) -> anyhow::Result<AwsPipeline> {
         ..Default::default()
     })?;
     let router = bindings(&runtime, &config.plugin_dir)?;
-    Ok(Pipeline {
+    let pipeline = Pipeline {
         objects: backends.objects,
         dead_letters: backends.dead_letters,
         metadata: backends.metadata,
@@ -95,11 +97,28 @@ async fn init(config: &Config) -> anyhow::Result<AwsPipeline> {
             mode,
             ..Default::default()
         },
+    };
+    Ok(Function {
+        pipeline,
+        stream: backends.stream,
     })
 }
 
-/// Routes an event to its handler by its records' `eventSource`.
-async fn handle(pipeline: &AwsPipeline, event: LambdaEvent<Value>) -> Result<Value, Error> {
+/// Routes an event to its handler by its records' `eventSource`; an event
+/// without records is a producer request.
+async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let pipeline = &function.pipeline;
+    if event.payload.get("Records").is_none() {
+        let request: weir_lambda::producer::ProduceRequest = serde_json::from_value(event.payload)?;
+        let stats = weir_lambda::producer::produce(&function.stream, &request).await?;
+        tracing::info!(
+            sent = stats.sent,
+            throttled = stats.throttled,
+            gave_up = stats.gave_up,
+            "produced"
+        );
+        return Ok(serde_json::to_value(stats)?);
+    }
     let source = event.payload["Records"][0]["eventSource"]
         .as_str()
         .unwrap_or("aws:kinesis");
@@ -143,7 +162,7 @@ async fn main() -> Result<(), Error> {
         .without_time() // CloudWatch stamps each line
         .init();
     let config = Config::parse_from(["bootstrap"]);
-    let pipeline = init(&config).await.map_err(|e| format!("{e:#}"))?;
+    let function = init(&config).await.map_err(|e| format!("{e:#}"))?;
     let init_ms = started.elapsed().as_secs_f64() * 1e3;
     tracing::info!(init_ms, rss_kib = rss_kib(), "ready");
     if std::env::var_os("WEIR_INIT_CHECK").is_some() {
@@ -153,6 +172,6 @@ async fn main() -> Result<(), Error> {
         );
         return Ok(());
     }
-    let pipeline = &pipeline;
-    lambda_runtime::run(service_fn(move |event| handle(pipeline, event))).await
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event| handle(function, event))).await
 }

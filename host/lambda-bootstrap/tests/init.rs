@@ -4,19 +4,13 @@
 use std::process::Command;
 
 use weir_aws::{AwsClients, AwsSettings, provision};
-use weir_testkit::build::{repo_plugin, shared_cache_dir};
+use weir_testkit::build::{EXAMPLE_PLUGINS, repo_plugin, shared_cache_dir};
 use weir_testkit::moto;
 
 /// The example plugins, as a function package ships them.
 fn plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "transaction",
-        "user-action",
-        "metric",
-        "system-event",
-        "sensor",
-    ] {
+    for name in EXAMPLE_PLUGINS {
         let from = repo_plugin(name);
         std::fs::copy(&from, dir.path().join(from.file_name().unwrap())).unwrap();
     }

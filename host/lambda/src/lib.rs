@@ -9,8 +9,14 @@
 //!   there.
 //! - [`s3::handle`]: the transformer of two-stage mode, on `ObjectCreated`
 //!   notifications for raw objects.
-//! - [`samples`]: event files for trying both.
+//! - [`producer`]: the seed's producer function (generated events onto the
+//!   stream, throttled records retried), and the putting loop `weir produce`
+//!   shares.
+//! - [`samples`]: event files for trying the handlers; [`sampler`]: the
+//!   generated events themselves.
 
 pub mod kinesis;
+pub mod producer;
 pub mod s3;
+pub mod sampler;
 pub mod samples;

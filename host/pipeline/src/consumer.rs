@@ -5,8 +5,12 @@
 //! seeds use 100 records and 5 s). A shard's checkpoint moves only after
 //! [`Pipeline::process_batch`] returned `Ok`, so a crash replays at most the
 //! batch in flight, and its deterministic object keys make the replay
-//! overwrite, not duplicate. Shards are consumed concurrently, one task each.
+//! overwrite, not duplicate. Shards are consumed concurrently, one task each;
+//! after a resharding a child shard waits until its parents are read to
+//! their end, so each partition key's records stay in order, and the service
+//! looks for new shards every `shard_refresh`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::watch;
 use weir_core::backend::{BackendError, DeadLetterQueue, MetadataStore, ObjectStore};
-use weir_core::stream::{StartingPosition, StreamSource};
+use weir_core::stream::{ShardLineage, StartingPosition, StreamSource, parents_first};
 
 use crate::{BatchCounts, Mode, Pipeline};
 
@@ -27,6 +31,8 @@ pub struct ConsumerSettings {
     pub batching_window: Duration,
     /// How often an idle shard is read again.
     pub poll_interval: Duration,
+    /// How often the service looks for new shards (after a resharding).
+    pub shard_refresh: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -36,6 +42,7 @@ impl Default for ConsumerSettings {
             batch_size: 100,
             batching_window: Duration::from_secs(5),
             poll_interval: Duration::from_millis(200),
+            shard_refresh: Duration::from_secs(10),
         }
     }
 }
@@ -70,7 +77,10 @@ where
     M: MetadataStore,
 {
     let mut report = ConsumeReport::default();
-    for shard in stream.shards().await? {
+    // Parents first: a partition key's records before a resharding are read
+    // before its records after.
+    for shard in parents_first(stream.lineage().await?) {
+        let shard = shard.shard_id;
         loop {
             let from = position(stream, &settings.name, &shard).await?;
             let read = stream.read(&shard, &from, settings.batch_size).await?;
@@ -153,18 +163,51 @@ where
 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for shard in stream.shards().await? {
-        let (stream, pipeline, settings, stop) = (
-            stream.clone(),
-            pipeline.clone(),
-            settings.clone(),
-            stop_rx.clone(),
-        );
-        tasks.spawn(
-            async move { consume_shard(&*stream, &pipeline, &settings, &shard, stop).await },
-        );
+    let finished = Arc::new(Finished::default());
+    let mut started: HashSet<String> = HashSet::new();
+    let mut spawn_new = |lineage: Vec<ShardLineage>,
+                         tasks: &mut tokio::task::JoinSet<ConsumeReport>| {
+        let listed: HashSet<String> = lineage.iter().map(|s| s.shard_id.clone()).collect();
+        for shard in parents_first(lineage) {
+            if !started.insert(shard.shard_id.clone()) {
+                continue;
+            }
+            // Parents past the retention period are gone: nothing to wait for.
+            let parents: Vec<String> = shard
+                .parents
+                .into_iter()
+                .filter(|p| listed.contains(p))
+                .collect();
+            let (stream, pipeline, settings, stop, finished) = (
+                stream.clone(),
+                pipeline.clone(),
+                settings.clone(),
+                stop_rx.clone(),
+                finished.clone(),
+            );
+            let id = shard.shard_id;
+            tracing::info!(shard = id, ?parents, "consuming shard");
+            tasks.spawn(async move {
+                let shard = ShardTask {
+                    id: &id,
+                    parents: &parents,
+                    finished: &finished,
+                };
+                consume_shard(&*stream, &pipeline, &settings, shard, stop).await
+            });
+        }
+    };
+    spawn_new(stream.lineage().await?, &mut tasks);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(settings.shard_refresh) => match stream.lineage().await {
+                Ok(lineage) => spawn_new(lineage, &mut tasks),
+                Err(e) => tracing::warn!(error = %e, "listing shards failed; trying again later"),
+            },
+        }
     }
-    shutdown.await;
     let _ = stop_tx.send(true);
     let mut report = ConsumeReport::default();
     while let Some(joined) = tasks.join_next().await {
@@ -176,11 +219,45 @@ where
     Ok(report)
 }
 
+/// Shards read to their end (closed after a resharding), so their children
+/// may start.
+#[derive(Debug, Default)]
+struct Finished {
+    shards: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Finished {
+    fn mark(&self, shard: &str) {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards.insert(shard.to_owned());
+    }
+
+    fn all(&self, parents: &[String]) -> bool {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        parents.iter().all(|p| shards.contains(p))
+    }
+}
+
+/// A shard to consume, with the parents it waits for.
+struct ShardTask<'a> {
+    id: &'a str,
+    parents: &'a [String],
+    finished: &'a Finished,
+}
+
+/// What one step of a shard's loop did.
+enum Step {
+    Batch(ConsumeReport),
+    Idle,
+    /// A closed shard, read to its end.
+    Ended,
+}
+
 async fn consume_shard<S, O, D, M>(
     stream: &S,
     pipeline: &Pipeline<O, D, M>,
     settings: &ConsumerSettings,
-    shard: &str,
+    task: ShardTask<'_>,
     mut stop: watch::Receiver<bool>,
 ) -> ConsumeReport
 where
@@ -189,7 +266,18 @@ where
     D: DeadLetterQueue,
     M: MetadataStore,
 {
+    let shard = task.id;
     let mut report = ConsumeReport::default();
+    // A child waits for its parents, so each partition key stays in order.
+    while !task.finished.all(task.parents) {
+        tokio::select! {
+            () = tokio::time::sleep(settings.poll_interval) => {}
+            _ = stop.changed() => return report,
+        }
+        if *stop.borrow() {
+            return report;
+        }
+    }
     let mut waiting_since: Option<Instant> = None;
     let mut failures = 0u32;
     while !*stop.borrow() {
@@ -200,24 +288,37 @@ where
             let waited = waiting_since.is_some_and(|t| t.elapsed() >= settings.batching_window);
             if read.records.is_empty() {
                 waiting_since = None;
-                return Ok(None);
+                return Ok(if read.shard_ended {
+                    Step::Ended
+                } else {
+                    Step::Idle
+                });
             }
-            if !full && !waited {
+            // A closed shard's last records will never make a fuller batch.
+            if !full && !waited && !read.shard_ended {
                 waiting_since.get_or_insert_with(Instant::now);
-                return Ok(None);
+                return Ok(Step::Idle);
             }
             waiting_since = None;
             process(stream, pipeline, settings, shard, &read.records)
                 .await
-                .map(Some)
+                .map(Step::Batch)
         };
         match step.await {
-            Ok(Some(batch)) => {
+            Ok(Step::Batch(batch)) => {
                 failures = 0;
                 report.add(&batch);
                 continue;
             }
-            Ok(None) => {}
+            Ok(Step::Ended) => {
+                tracing::info!(
+                    shard,
+                    "shard closed and read to its end; its children carry on"
+                );
+                task.finished.mark(shard);
+                return report;
+            }
+            Ok(Step::Idle) => {}
             Err(e) => {
                 failures += 1;
                 tracing::error!(shard, error = %e, retryable = e.retryable, failures, "batch failed; retrying from the checkpoint");

@@ -69,6 +69,20 @@ impl Router {
         }
     }
 
+    /// Binds `plugin` as the default for every event type it declares, with
+    /// no config and default limits: how a host runs plugins shipped with it
+    /// before a registry says otherwise.
+    pub fn bind_declared(&mut self, plugin: &crate::Plugin) {
+        for event_type in &plugin.info().event_types {
+            let binding = Binding {
+                plugin: plugin.clone(),
+                config: Vec::new(),
+                limits: crate::Limits::default(),
+            };
+            self.bind(None, event_type, binding);
+        }
+    }
+
     pub fn resolve(&self, tenant: &str, event_type: &str) -> Route<'_> {
         let Some(bindings) = self.by_event_type.get(event_type) else {
             return Route::PassThrough;

@@ -1,18 +1,12 @@
 //! Every example plugin passes its golden cases, as compiled components.
 
 use weir_runtime::Limits;
-use weir_testkit::build::{repo_plugin, repo_root};
+use weir_testkit::build::{EXAMPLE_PLUGINS, repo_plugin, repo_root};
 use weir_testkit::{Harness, golden};
 
 #[test]
 fn example_plugins_pass_their_golden_cases() {
-    for name in [
-        "transaction",
-        "user-action",
-        "metric",
-        "system-event",
-        "sensor",
-    ] {
+    for name in EXAMPLE_PLUGINS {
         let harness = Harness::load(repo_plugin(name));
         let cases = golden::load(
             &repo_root()

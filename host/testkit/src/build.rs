@@ -56,6 +56,15 @@ fn run_cargo_build(manifest_dir: &Path) -> Result<PathBuf, String> {
 
 /// The repository's own plugins (`plugins/`), built once per test run.
 /// `name` is the crate name (`transaction`, `user-action`, `hostile`, ...).
+/// The crate names of the repository's example plugins (`plugins/examples/`).
+pub const EXAMPLE_PLUGINS: [&str; 5] = [
+    "transaction",
+    "user-action",
+    "metric",
+    "system-event",
+    "sensor",
+];
+
 pub fn repo_plugin(name: &str) -> PathBuf {
     let plugins = repo_root().join("plugins");
     let dir = build_workspace(&plugins).unwrap_or_else(|e| panic!("{e}"));

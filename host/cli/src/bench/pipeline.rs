@@ -27,8 +27,8 @@ use weir_pipeline::{Mode, Pipeline, PipelineSettings};
 use weir_testkit::build;
 
 use super::best_and_median;
-use crate::sample::{EVENT_TYPES, Sampler};
 use crate::wiring;
+use weir_lambda::sampler::{EVENT_TYPES, Sampler};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

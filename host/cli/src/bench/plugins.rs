@@ -25,8 +25,8 @@ use weir_runtime::{Limits, Plugin, Runtime, RuntimeSettings};
 use weir_testkit::build;
 
 use super::{best_and_median, mib, ms, rss_bytes, time_process, us};
-use crate::sample::Sampler;
 use crate::wiring::{self, EXAMPLES};
+use weir_lambda::sampler::Sampler;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

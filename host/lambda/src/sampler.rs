@@ -1,5 +1,6 @@
 //! Sample events of every type the example plugins handle, generated from a
-//! seed so runs are repeatable. Used by the demo and the benchmarks.
+//! seed so runs are repeatable: what the producer function, `weir produce`,
+//! the demo and the benchmarks put on streams.
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -79,4 +80,14 @@ impl Sampler {
             }),
         }
     }
+}
+
+/// The partition key of a generated event: its natural key, so one user's,
+/// sensor's or host's events keep their order in one shard.
+pub fn partition_key(event: &Value) -> String {
+    ["sensorId", "user_id", "host", "component"]
+        .iter()
+        .find_map(|k| event.get(*k).and_then(|v| v.as_str()))
+        .unwrap_or("default")
+        .to_owned()
 }
