@@ -237,3 +237,82 @@ async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
         }
     }
 }
+
+#[tokio::test]
+async fn serve_follows_a_split_made_while_it_runs() {
+    let (settings, pipeline, _) = setup(Mode::SingleStage).await;
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    let name = format!("{}-live", settings.stream);
+    clients
+        .kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let checkpoints =
+        weir_aws::DynamoCheckpoints::new(clients.dynamodb.clone(), &settings.checkpoints_table);
+    let stream = std::sync::Arc::new(weir_aws::KinesisStream::new(
+        clients.kinesis.clone(),
+        &name,
+        checkpoints,
+    ));
+    let pipeline = std::sync::Arc::new(pipeline);
+    let records = |from: usize| {
+        (from..from + 10)
+            .map(|i| PutRecord {
+                partition_key: format!("key-{i}"),
+                data: format!(r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i}}}"#)
+                    .into_bytes(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |n: usize| {
+        let pipeline = pipeline.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while processed_lines(&pipeline).await < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "served {} of {n}",
+                    processed_lines(&pipeline).await
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let consumer = ConsumerSettings {
+        batching_window: std::time::Duration::from_millis(50),
+        poll_interval: std::time::Duration::from_millis(50),
+        shard_refresh: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(weir_pipeline::serve(
+        stream.clone(),
+        pipeline.clone(),
+        consumer,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    stream.put_records(records(0)).await.unwrap();
+    wait_for(10).await;
+    let parent = stream.shards().await.unwrap().remove(0);
+    clients
+        .kinesis
+        .split_shard()
+        .stream_name(&name)
+        .shard_to_split(&parent)
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    stream.put_records(records(10)).await.unwrap();
+    wait_for(20).await;
+    stop.send(()).unwrap();
+    let report = service.await.unwrap().unwrap();
+    assert_eq!(report.counts.records, 20);
+    assert_eq!(processed_lines(&pipeline).await, 20, "nothing twice");
+}
