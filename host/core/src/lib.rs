@@ -14,6 +14,7 @@ pub mod metrics;
 mod outcome;
 pub mod partition;
 mod record;
+pub mod registry;
 pub mod stream;
 pub mod time;
 

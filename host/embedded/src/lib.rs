@@ -5,6 +5,8 @@
 //!   atomically (temporary file, then rename), never outside the root.
 //! - [`SqliteState`]: one SQLite database (bundled, no server) for dead letters,
 //!   batch metadata, the stream and checkpoints; the plugin registry joins it.
+//! - [`EmbeddedRegistry`]: plugin versions (components in the object store),
+//!   bindings with their history, the audit log.
 //! - [`EmbeddedStream`]: Kinesis semantics (shards by MD5 hash-key range,
 //!   sequence numbers, checkpoints, retention, per-shard write limits) in it.
 //!
@@ -12,6 +14,7 @@
 //! shared behind a mutex (SQLite serialises writers anyway).
 
 mod objects;
+mod registry;
 mod state;
 mod stream;
 
@@ -29,5 +32,6 @@ pub enum Durability {
 }
 
 pub use objects::LocalObjectStore;
+pub use registry::{EmbeddedRegistry, sha256_hex};
 pub use state::SqliteState;
 pub use stream::{Clock, EmbeddedStream, StreamSettings};

@@ -1,0 +1,164 @@
+//! The plugin registry's seam: immutable, content-addressed plugin versions,
+//! and bindings from (tenant or default, event type) to a version, changed
+//! only by atomic, audited activations. Hosts poll [`Registry::generation`]
+//! and reload the bindings when it moves.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendError;
+
+/// One uploaded plugin version. Never edited once added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of the component: its identity.
+    pub sha256: String,
+    pub size: u64,
+    /// The contract it was built against (`weir:plugin@0.1.0`).
+    pub contract: String,
+    pub event_types: Vec<String>,
+    pub uploader: String,
+    /// RFC 3339 UTC.
+    pub uploaded_at: String,
+    pub notes: String,
+}
+
+/// What a binding binds: a tenant's event type, or the default for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BindingKey {
+    /// `None`: the default for tenants without their own binding.
+    pub tenant: Option<String>,
+    pub event_type: String,
+}
+
+impl std::fmt::Display for BindingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.tenant.as_deref().unwrap_or("*"),
+            self.event_type
+        )
+    }
+}
+
+/// A binding as active now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingRecord {
+    pub key: BindingKey,
+    /// The active version's SHA-256.
+    pub sha256: String,
+    /// Per-binding configuration the plugin sees.
+    pub config: Vec<(String, String)>,
+    /// 1 for the first activation, +1 for each change: the value a
+    /// conditional activation expects.
+    pub revision: u64,
+    pub activated_by: String,
+    pub activated_at: String,
+}
+
+/// One change, for the audit log: who did what, before and after, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    /// `add-version`, `activate`, `rollback`.
+    pub action: String,
+    /// The binding or version concerned.
+    pub subject: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error(
+        "{key} changed meanwhile: expected revision {expected:?}, it is at {actual:?}; reload and try again"
+    )]
+    Conflict {
+        key: String,
+        expected: Option<u64>,
+        actual: Option<u64>,
+    },
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Who changes what, and when (RFC 3339 UTC).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub actor: &'a str,
+    pub at: &'a str,
+}
+
+/// Plugin versions and bindings, behind one small trait with an embedded and
+/// an AWS implementation.
+pub trait Registry: Send + Sync {
+    /// Adds a version and its component. `Ok(false)` when this very
+    /// component is already there under the same name and version; a
+    /// different component under a name and version already taken is
+    /// refused: versions are immutable.
+    fn add_version(
+        &self,
+        version: PluginVersion,
+        component: Vec<u8>,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
+    /// Versions, newest upload first; of one plugin when `name` is given.
+    fn versions(
+        &self,
+        name: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<PluginVersion>, RegistryError>> + Send;
+
+    /// A version's component bytes.
+    fn component(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RegistryError>> + Send;
+
+    /// A number that changes with every activation or rollback: what hosts
+    /// poll.
+    fn generation(&self) -> impl Future<Output = Result<u64, RegistryError>> + Send;
+
+    /// The generation and every active binding.
+    fn bindings(
+        &self,
+    ) -> impl Future<Output = Result<(u64, Vec<BindingRecord>), RegistryError>> + Send;
+
+    /// Points a binding at a version, atomically. With
+    /// `expected_revision: Some(r)`, only if the binding is still at revision
+    /// `r` (`Some(0)`: only if it does not exist yet); `None` applies whatever
+    /// the binding is at. A mismatch is a [`RegistryError::Conflict`].
+    /// Audited.
+    fn activate(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        config: Vec<(String, String)>,
+        expected_revision: Option<u64>,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send;
+
+    /// Points a binding back at the version it had before its current one
+    /// (a new revision, audited as `rollback`).
+    fn rollback(
+        &self,
+        key: &BindingKey,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send;
+
+    /// The newest audit entries first.
+    fn audit(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, RegistryError>> + Send;
+}
