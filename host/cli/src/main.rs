@@ -10,6 +10,7 @@ mod plugin_new;
 mod plugin_run;
 mod plugin_test;
 mod produce;
+mod registry;
 mod serve;
 mod tables;
 mod wiring;
@@ -79,6 +80,9 @@ enum Command {
     Metrics(tables::MetricsArgs),
     /// A shard's batch metadata (the seed's metadata table, by ShardIndex).
     Batches(tables::BatchesArgs),
+    /// The plugin registry: upload, list, activate, roll back, audit.
+    #[command(subcommand)]
+    Registry(registry::Command),
     /// Weir's AWS resources (`weir aws provision`).
     #[command(subcommand)]
     Aws(aws::Command),
@@ -192,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Events(command) => invoke::events(command),
         Command::Metrics(args) => tables::metrics(args),
         Command::Aws(command) => aws::run(command),
+        Command::Registry(command) => registry::run(runtime(cli.cache_dir)?, command),
         Command::Batches(args) => tables::batches(args),
     }
 }

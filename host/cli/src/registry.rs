@@ -1,0 +1,229 @@
+//! `weir registry`: the embedded plugin registry from the command line
+//! (upload, list, activate, roll back, audit) until the console serves it.
+//! An upload passes the host's own checks first (a component, a supported
+//! contract, it instantiates and describes itself) and, with `--golden`, its
+//! golden cases: the registry never holds a plugin a host would refuse.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use weir_core::registry::{BindingKey, Change, PluginVersion, Registry};
+use weir_embedded::EmbeddedRegistry;
+use weir_runtime::{Limits, Runtime};
+use weir_testkit::golden;
+
+use crate::wiring::{self, StreamArgs};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Upload a plugin version (checked as a host would load it).
+    Add {
+        /// The component (.wasm).
+        plugin: PathBuf,
+        /// Golden cases it must pass to be accepted.
+        #[arg(long)]
+        golden: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        notes: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Plugin versions, newest first (JSON Lines).
+    List {
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: StreamArgs,
+    },
+    /// Point a binding at a version: `name@version` or its SHA-256.
+    Activate {
+        version: String,
+        #[command(flatten)]
+        binding: BindingArgs,
+        /// Configuration the plugin sees, `key=value`, repeatable.
+        #[arg(long = "config", value_parser = parse_pair)]
+        config: Vec<(String, String)>,
+        /// Only if the binding is still at this revision (0: only if new).
+        #[arg(long)]
+        expect_revision: Option<u64>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Point a binding back at the version before its current one.
+    Rollback {
+        #[command(flatten)]
+        binding: BindingArgs,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// The active bindings (JSON Lines).
+    Bindings {
+        #[command(flatten)]
+        target: StreamArgs,
+    },
+    /// The audit log, newest first (JSON Lines).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        target: StreamArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BindingArgs {
+    #[arg(long)]
+    event_type: String,
+    /// The tenant's own binding; without it, the default binding.
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Who {
+    /// Who makes the change, for the audit log.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    actor: String,
+    #[command(flatten)]
+    target: StreamArgs,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+impl BindingArgs {
+    fn key(&self) -> BindingKey {
+        BindingKey {
+            tenant: self.tenant.clone(),
+            event_type: self.event_type.clone(),
+        }
+    }
+}
+
+async fn open(target: &StreamArgs) -> anyhow::Result<EmbeddedRegistry> {
+    let (objects, state) = wiring::embedded(&target.data_dir)?;
+    Ok(EmbeddedRegistry::open(state, objects).await?)
+}
+
+fn print_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Result<()> {
+    for item in items {
+        println!("{}", serde_json::to_string(item)?);
+    }
+    Ok(())
+}
+
+/// A version named `name@version` or by its SHA-256, to its SHA-256.
+async fn resolve(registry: &EmbeddedRegistry, version: &str) -> anyhow::Result<String> {
+    if let Some((name, number)) = version.split_once('@') {
+        let versions = registry.versions(Some(name)).await?;
+        return versions
+            .into_iter()
+            .find(|v| v.version == number)
+            .map(|v| v.sha256)
+            .with_context(|| {
+                format!("no version {version} in the registry (`weir registry list`)")
+            });
+    }
+    Ok(version.to_owned())
+}
+
+pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let now = weir_core::time::format_utc(chrono::Utc::now());
+    tokio.block_on(async {
+        match command {
+            Command::Add {
+                plugin,
+                golden: cases,
+                notes,
+                who,
+            } => {
+                let bytes = std::fs::read(&plugin)
+                    .with_context(|| format!("reading {}", plugin.display()))?;
+                let loaded = runtime.load(&bytes).with_context(|| {
+                    format!("{} is not a plugin a host would run", plugin.display())
+                })?;
+                if let Some(cases) = cases {
+                    let file = golden::load(&cases).map_err(anyhow::Error::msg)?;
+                    let failed: Vec<String> = golden::run(&loaded, &file, &Limits::default())
+                        .into_iter()
+                        .filter(|r| !r.passed())
+                        .map(|r| format!("{}: {}", r.name, r.problems.join("; ")))
+                        .collect();
+                    if !failed.is_empty() {
+                        bail!("refused: golden cases failed:\n  {}", failed.join("\n  "));
+                    }
+                }
+                let info = loaded.info();
+                let version = PluginVersion {
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    sha256: info.sha256.clone(),
+                    size: bytes.len() as u64,
+                    contract: info.contract_version.clone(),
+                    event_types: info.event_types.clone(),
+                    uploader: who.actor.clone(),
+                    uploaded_at: now.clone(),
+                    notes,
+                };
+                let registry = open(&who.target).await?;
+                let change = Change {
+                    actor: &who.actor,
+                    at: &now,
+                };
+                let added = registry.add_version(version.clone(), bytes, change).await?;
+                eprintln!(
+                    "{} {}@{}",
+                    if added { "added" } else { "already there:" },
+                    version.name,
+                    version.version
+                );
+                print_lines(&[version])?;
+            }
+            Command::List { name, target } => {
+                print_lines(&open(&target).await?.versions(name.as_deref()).await?)?;
+            }
+            Command::Activate {
+                version,
+                binding,
+                config,
+                expect_revision,
+                who,
+            } => {
+                let registry = open(&who.target).await?;
+                let sha256 = resolve(&registry, &version).await?;
+                let change = Change {
+                    actor: &who.actor,
+                    at: &now,
+                };
+                let record = registry
+                    .activate(&binding.key(), &sha256, config, expect_revision, change)
+                    .await?;
+                print_lines(&[record])?;
+            }
+            Command::Rollback { binding, who } => {
+                let registry = open(&who.target).await?;
+                let change = Change {
+                    actor: &who.actor,
+                    at: &now,
+                };
+                print_lines(&[registry.rollback(&binding.key(), change).await?])?;
+            }
+            Command::Bindings { target } => {
+                let (generation, bindings) = open(&target).await?.bindings().await?;
+                eprintln!("generation {generation}");
+                print_lines(&bindings)?;
+            }
+            Command::Audit { limit, target } => {
+                print_lines(&open(&target).await?.audit(limit).await?)?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
