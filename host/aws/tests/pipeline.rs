@@ -22,7 +22,7 @@ async fn setup(mode: Mode) -> (AwsSettings, AwsPipeline, weir_aws::KinesisStream
         objects: backends.objects,
         dead_letters: backends.dead_letters,
         metadata: backends.metadata,
-        router: example_router(&[("transaction", "transaction"), ("metric", "metric")]),
+        router: example_router(&[("transaction", "transaction"), ("metric", "metric")]).into(),
         settings: PipelineSettings {
             mode,
             ..Default::default()

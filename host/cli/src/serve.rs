@@ -14,8 +14,8 @@ use std::time::Duration;
 use weir_aws::{AwsBackends, AwsClients, AwsSettings};
 use weir_core::backend::{DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::stream::StreamSource;
-use weir_embedded::EmbeddedStream;
-use weir_pipeline::{ConsumerSettings, Pipeline, serve};
+use weir_embedded::{EmbeddedRegistry, EmbeddedStream};
+use weir_pipeline::{ConsumerSettings, Pipeline, RegistryRouter, follow_registry, serve};
 use weir_runtime::Runtime;
 
 use crate::wiring::{self, Backend, StreamArgs};
@@ -37,6 +37,9 @@ pub struct Args {
     /// transformer enriches each raw object (default: enrich in the batch).
     #[arg(long)]
     two_stage: bool,
+    /// How often the registry is checked for activations (embedded backend).
+    #[arg(long, default_value_t = 500)]
+    registry_poll_ms: u64,
     /// Where the stream and the output live.
     #[arg(long, value_enum, default_value = "embedded")]
     backend: Backend,
@@ -70,7 +73,21 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         };
         match args.backend {
             Backend::Embedded => {
+                let base = router.clone();
                 let pipeline = wiring::pipeline(&args.target.data_dir, router, settings)?;
+                // Hot swap: the registry's activations over the examples'
+                // default bindings, followed while serving.
+                let registry =
+                    EmbeddedRegistry::open(pipeline.metadata.clone(), pipeline.objects.clone())
+                        .await?;
+                let follower = RegistryRouter::new(registry, runtime.clone(), base);
+                let every = Duration::from_millis(args.registry_poll_ms);
+                let follow = tokio::spawn(follow_registry(
+                    follower,
+                    pipeline.router.clone(),
+                    every,
+                    std::future::pending(),
+                ));
                 let stream =
                     EmbeddedStream::open(pipeline.dead_letters.clone(), args.target.settings())
                         .await?;
@@ -79,7 +96,9 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                     args.target.stream,
                     args.target.data_dir.display()
                 );
-                until_ctrl_c(stream, pipeline, consumer).await
+                let served = until_ctrl_c(stream, pipeline, consumer).await;
+                follow.abort();
+                served
             }
             Backend::Aws => {
                 let clients = AwsClients::from_env().await;
@@ -88,7 +107,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                     objects: backends.objects,
                     dead_letters: backends.dead_letters,
                     metadata: backends.metadata,
-                    router,
+                    router: router.into(),
                     settings,
                 };
                 eprintln!(

@@ -121,7 +121,7 @@ pub fn pipeline(
         objects,
         dead_letters: state.clone(),
         metadata: state,
-        router,
+        router: router.into(),
         settings,
     })
 }

@@ -104,3 +104,139 @@ fn uploads_are_checked_and_activations_are_revisioned_and_audited() {
         .collect();
     assert_eq!(actions, ["activate", "add-version"]);
 }
+
+/// The processed transactions under `data`: (amount, is_high_value).
+fn transactions(data: &std::path::Path) -> Vec<(f64, bool)> {
+    let mut found = Vec::new();
+    let mut stack = vec![data.join("objects/processed")];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let e = &v["enriched_data"];
+                if let (Some(amount), Some(high)) =
+                    (e["amount"].as_f64(), e["is_high_value"].as_bool())
+                {
+                    found.push((amount, high));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_running_service_follows_an_activation_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let serve = weir(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--batching-window-ms",
+        "50",
+        "--registry-poll-ms",
+        "100",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let produce = |seed: &str| {
+        let args = [
+            "produce",
+            "--rate",
+            "0",
+            "--count",
+            "30",
+            "--types",
+            "transaction",
+            "--tenants",
+            "acme",
+            "--seed",
+            seed,
+        ];
+        let (ok, _, stderr) = run(&args, data);
+        assert!(ok, "{stderr}");
+    };
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while transactions(dir.path()).len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n}",
+                transactions(dir.path()).len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    produce("1");
+    wait_for(30);
+    // The example's default threshold: only amounts over 1,000 are high.
+    let before = transactions(dir.path());
+    assert!(
+        before
+            .iter()
+            .all(|(amount, high)| *high == (*amount > 1000.0))
+    );
+    let low_before = before
+        .iter()
+        .filter(|(amount, _)| *amount <= 1000.0)
+        .count();
+
+    let (ok, _, stderr) = run(&["registry", "add", &wasm("transaction")], data);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(&["registry", "list"], data);
+    assert!(ok, "{stderr}");
+    let v: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let sha = v["sha256"].as_str().unwrap();
+    let args = [
+        "registry",
+        "activate",
+        sha,
+        "--event-type",
+        "transaction",
+        "--tenant",
+        "acme",
+        "--config",
+        "high_value_threshold=0",
+    ];
+    let (ok, _, stderr) = run(&args, data);
+    assert!(ok, "{stderr}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    produce("2");
+    wait_for(60);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = serve.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let all = transactions(dir.path());
+    let low = all.iter().filter(|(amount, _)| *amount <= 1000.0).count();
+    let swapped = all
+        .iter()
+        .filter(|(amount, high)| *high && *amount <= 1000.0)
+        .count();
+    assert!(swapped > 0, "{all:?}");
+    assert_eq!(
+        swapped,
+        low - low_before,
+        "every record after the activation has acme's new threshold: {all:?}"
+    );
+    assert_eq!(
+        all.len(),
+        60,
+        "nothing lost or processed twice across the swap"
+    );
+}

@@ -92,7 +92,7 @@ async fn init(config: &Config) -> anyhow::Result<Function> {
         objects: backends.objects,
         dead_letters: backends.dead_letters,
         metadata: backends.metadata,
-        router,
+        router: router.into(),
         settings: PipelineSettings {
             mode,
             ..Default::default()

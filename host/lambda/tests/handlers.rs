@@ -65,7 +65,7 @@ fn setup(mode: Mode) -> Setup {
         objects,
         dead_letters: state.clone(),
         metadata: state.clone(),
-        router: example_router(&[("transaction", "transaction"), ("metric", "metric")]),
+        router: example_router(&[("transaction", "transaction"), ("metric", "metric")]).into(),
         settings: PipelineSettings {
             mode,
             ..Default::default()

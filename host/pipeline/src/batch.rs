@@ -12,7 +12,7 @@ use weir_core::metrics::{METRICS_TTL_SECONDS, MinuteAggregator};
 use weir_core::partition::{Partition, Stage, object_key};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_core::time;
-use weir_runtime::router::Router;
+use weir_runtime::router::SharedRouter;
 
 use crate::enrich::{EnrichContext, enrich};
 use crate::raw::write_raw_line;
@@ -137,7 +137,8 @@ pub struct Pipeline<O, D, M> {
     pub objects: O,
     pub dead_letters: D,
     pub metadata: M,
-    pub router: Router,
+    /// Swappable while running (hot swap); each batch uses one snapshot.
+    pub router: SharedRouter,
     pub settings: PipelineSettings,
 }
 
@@ -292,8 +293,9 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         let mut processed_objects: BTreeMap<Partition, Vec<u8>> = BTreeMap::new();
         let mut plugin_versions = BTreeSet::new();
         if enrich_stage {
+            let router = self.router.snapshot();
             let ctx = EnrichContext {
-                router: &self.router,
+                router: &router,
                 source: &self.settings.source,
                 shard_id,
                 processed: &processed,

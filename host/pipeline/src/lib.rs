@@ -17,8 +17,10 @@
 mod batch;
 mod consumer;
 mod enrich;
+mod hot_swap;
 mod raw;
 mod transform;
 
 pub use batch::{BatchCounts, BatchResult, Mode, Pipeline, PipelineSettings};
 pub use consumer::{ConsumeReport, ConsumerSettings, drain, serve};
+pub use hot_swap::{RegistryRouter, follow_registry};

@@ -5,7 +5,7 @@
 //! the caller).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::{Limits, Plugin};
 
@@ -92,5 +92,33 @@ impl Router {
             (None, Some(b)) => Route::Default(b),
             (None, None) => Route::PassThrough,
         }
+    }
+}
+
+/// The router a running host uses, swapped whole when an activation
+/// arrives. A batch takes a [`SharedRouter::snapshot`] when it starts and
+/// finishes on it: in-flight batches keep the versions they started with.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRouter(Arc<RwLock<Arc<Router>>>);
+
+impl SharedRouter {
+    pub fn new(router: Router) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(router))))
+    }
+
+    /// The router as it is now.
+    pub fn snapshot(&self) -> Arc<Router> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `router` in place for the batches that start from now on.
+    pub fn replace(&self, router: Router) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
+    }
+}
+
+impl From<Router> for SharedRouter {
+    fn from(router: Router) -> Self {
+        Self::new(router)
     }
 }

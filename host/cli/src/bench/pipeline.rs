@@ -298,7 +298,7 @@ fn worker(cache_dir: Option<PathBuf>, args: &Args, config: Config) -> anyhow::Re
         objects: LocalObjectStore::open_with(out.join("objects"), durability)?,
         dead_letters: state.clone(),
         metadata: state,
-        router: wiring::default_bindings(&plugins),
+        router: wiring::default_bindings(&plugins).into(),
         settings: PipelineSettings {
             mode,
             ..Default::default()

@@ -1,5 +1,6 @@
 //! Setup shared by the pipeline's integration tests: real compiled plugins
 //! bound by event type, and a pipeline over the embedded backends.
+#![allow(dead_code)] // each test file uses its own subset
 
 use weir_core::backend::ObjectStore;
 use weir_embedded::SqliteState;
@@ -22,7 +23,7 @@ pub fn pipeline<O: ObjectStore>(
         objects,
         dead_letters: state.clone(),
         metadata: state.clone(),
-        router,
+        router: router.into(),
         settings,
     }
 }

@@ -1,0 +1,118 @@
+//! Hot swap: a running host follows the registry's activations without a
+//! restart or a redeploy.
+//!
+//! [`RegistryRouter::refresh`] reads the registry's generation (one cheap
+//! read) and, when it moved, builds a new router: the host's base bindings,
+//! then every registry binding over them, each version loaded once (by
+//! SHA-256) through the runtime's checks and compiled cache. The new router
+//! replaces the old one whole in the [`SharedRouter`]; batches already
+//! running finish on the snapshot they started with, so every output record
+//! and metadata entry names the version that produced it. A version that does
+//! not load leaves the running router as it is.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use weir_core::registry::{Registry, RegistryError};
+use weir_runtime::router::{Binding, Router, SharedRouter};
+use weir_runtime::{Limits, Plugin, Runtime};
+
+/// Builds routers from a registry, for one host.
+#[derive(Debug)]
+pub struct RegistryRouter<R> {
+    registry: R,
+    runtime: Runtime,
+    base: Router,
+    /// Versions loaded so far, by SHA-256.
+    loaded: HashMap<String, Plugin>,
+    generation: Option<u64>,
+}
+
+impl<R: Registry> RegistryRouter<R> {
+    /// `base`: the bindings the host has without the registry (the plugins
+    /// shipped with it); registry bindings go over them.
+    pub fn new(registry: R, runtime: Runtime, base: Router) -> Self {
+        Self {
+            registry,
+            runtime,
+            base,
+            loaded: HashMap::new(),
+            generation: None,
+        }
+    }
+
+    /// Puts a new router in `shared` if the registry changed since the last
+    /// call; returns the generation it now follows when it did.
+    pub async fn refresh(&mut self, shared: &SharedRouter) -> Result<Option<u64>, RegistryError> {
+        let generation = self.registry.generation().await?;
+        if self.generation == Some(generation) {
+            return Ok(None);
+        }
+        let (generation, bindings) = self.registry.bindings().await?;
+        let mut router = self.base.clone();
+        for record in bindings {
+            let plugin = match self.loaded.get(&record.sha256) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    let bytes =
+                        self.registry
+                            .component(&record.sha256)
+                            .await?
+                            .ok_or_else(|| {
+                                RegistryError::NotFound(format!(
+                                    "the component of {}",
+                                    record.sha256
+                                ))
+                            })?;
+                    let plugin = self.runtime.load(&bytes).map_err(|e| {
+                        RegistryError::Refused(format!(
+                            "version {} of binding {} does not load: {e}",
+                            record.sha256, record.key
+                        ))
+                    })?;
+                    self.loaded.insert(record.sha256.clone(), plugin.clone());
+                    plugin
+                }
+            };
+            let binding = Binding {
+                plugin,
+                config: record.config,
+                limits: Limits::default(),
+            };
+            router.bind(
+                record.key.tenant.as_deref(),
+                &record.key.event_type,
+                binding,
+            );
+        }
+        shared.replace(router);
+        self.generation = Some(generation);
+        Ok(Some(generation))
+    }
+}
+
+/// Refreshes `shared` from the registry every `every` until `stop`
+/// resolves: the service's hot-swap loop. Failures are logged and retried;
+/// the running router stays.
+pub async fn follow_registry<R: Registry>(
+    mut registry: RegistryRouter<R>,
+    shared: SharedRouter,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match registry.refresh(&shared).await {
+            Ok(Some(generation)) => tracing::info!(generation, "registry bindings activated"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not follow the registry; keeping the running bindings")
+            }
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
