@@ -154,12 +154,13 @@ async fn the_service_consumer_drains_kinesis_and_resumes_from_dynamodb_checkpoin
     );
 }
 
-#[tokio::test]
-async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
-    let (settings, pipeline, stream) = setup(Mode::SingleStage).await;
+/// A one-shard stream of its own, beside the setup's resources.
+async fn one_shard_stream(
+    settings: &AwsSettings,
+    suffix: &str,
+) -> (AwsClients, weir_aws::KinesisStream) {
     let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
-    // A one-shard stream of its own.
-    let name = format!("{}-split", settings.stream);
+    let name = format!("{}-{suffix}", settings.stream);
     clients
         .kinesis
         .create_stream()
@@ -170,28 +171,44 @@ async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
         .unwrap();
     let checkpoints =
         weir_aws::DynamoCheckpoints::new(clients.dynamodb.clone(), &settings.checkpoints_table);
-    let split = weir_aws::KinesisStream::new(clients.kinesis.clone(), &name, checkpoints);
-    drop(stream);
-    let put = |from: usize, n: usize| {
-        (from..from + n)
-            .map(|i| PutRecord {
-                partition_key: format!("key-{}", i % 4),
-                data: format!(r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i}}}"#)
-                    .into_bytes(),
-            })
-            .collect::<Vec<_>>()
-    };
-    split.put_records(put(0, 20)).await.unwrap();
-    let parent = split.shards().await.unwrap().remove(0);
+    let stream = weir_aws::KinesisStream::new(clients.kinesis.clone(), &name, checkpoints);
+    (clients, stream)
+}
+
+/// Splits `parent` in the middle of the hash-key range.
+async fn split_in_two(clients: &AwsClients, stream: &weir_aws::KinesisStream, parent: &str) {
     clients
         .kinesis
         .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
+        .stream_name(stream.name())
+        .shard_to_split(parent)
         .new_starting_hash_key((1u128 << 127).to_string())
         .send()
         .await
         .unwrap();
+}
+
+/// Metric records `from..from + n`, keyed `key-{i % keys}`.
+fn metric_records(from: usize, n: usize, keys: usize) -> Vec<PutRecord> {
+    (from..from + n)
+        .map(|i| PutRecord {
+            partition_key: format!("key-{}", i % keys),
+            data: format!(
+                r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i}}}"#
+            )
+            .into_bytes(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
+    let (settings, pipeline, _) = setup(Mode::SingleStage).await;
+    let (clients, split) = one_shard_stream(&settings, "split").await;
+    let put = |from: usize, n: usize| metric_records(from, n, 4);
+    split.put_records(put(0, 20)).await.unwrap();
+    let parent = split.shards().await.unwrap().remove(0);
+    split_in_two(&clients, &split, &parent).await;
     split.put_records(put(20, 20)).await.unwrap();
 
     let lineage = split.lineage().await.unwrap();
@@ -241,33 +258,10 @@ async fn after_a_split_the_children_are_read_once_the_parent_is_done() {
 #[tokio::test]
 async fn serve_follows_a_split_made_while_it_runs() {
     let (settings, pipeline, _) = setup(Mode::SingleStage).await;
-    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
-    let name = format!("{}-live", settings.stream);
-    clients
-        .kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
-    let checkpoints =
-        weir_aws::DynamoCheckpoints::new(clients.dynamodb.clone(), &settings.checkpoints_table);
-    let stream = std::sync::Arc::new(weir_aws::KinesisStream::new(
-        clients.kinesis.clone(),
-        &name,
-        checkpoints,
-    ));
+    let (clients, stream) = one_shard_stream(&settings, "live").await;
+    let stream = std::sync::Arc::new(stream);
     let pipeline = std::sync::Arc::new(pipeline);
-    let records = |from: usize| {
-        (from..from + 10)
-            .map(|i| PutRecord {
-                partition_key: format!("key-{i}"),
-                data: format!(r#"{{"event_type":"metric","timestamp":"2024-01-15T10:30:00Z","metric_name":"m","value":{i}}}"#)
-                    .into_bytes(),
-            })
-            .collect::<Vec<_>>()
-    };
+    let records = |from: usize| metric_records(from, 10, 10);
     let wait_for = |n: usize| {
         let pipeline = pipeline.clone();
         async move {
@@ -300,15 +294,7 @@ async fn serve_follows_a_split_made_while_it_runs() {
     stream.put_records(records(0)).await.unwrap();
     wait_for(10).await;
     let parent = stream.shards().await.unwrap().remove(0);
-    clients
-        .kinesis
-        .split_shard()
-        .stream_name(&name)
-        .shard_to_split(&parent)
-        .new_starting_hash_key((1u128 << 127).to_string())
-        .send()
-        .await
-        .unwrap();
+    split_in_two(&clients, &stream, &parent).await;
     stream.put_records(records(10)).await.unwrap();
     wait_for(20).await;
     stop.send(()).unwrap();
