@@ -4,6 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use weir_core::stream::StreamRecord;
 use weir_core::time;
 
 /// The first 34 digits of the sample sequence numbers: real Kinesis sequence
@@ -26,23 +27,41 @@ pub fn kinesis_event(
     first: u64,
     arrival: DateTime<Utc>,
 ) -> Value {
+    let records: Vec<StreamRecord> = records
+        .iter()
+        .zip(first..)
+        .map(|((partition_key, data), n)| StreamRecord {
+            shard_id: shard_id.to_owned(),
+            sequence_number: sequence_number(n)
+                .parse()
+                .expect("sample sequence numbers are digits"),
+            partition_key: partition_key.clone(),
+            data: data.clone(),
+            arrival_time: time::format_utc(arrival),
+        })
+        .collect();
+    kinesis_event_of(stream_arn, &records)
+}
+
+/// The Kinesis event Lambda would deliver for records read from a stream:
+/// what the event source mapping builds from GetRecords.
+pub fn kinesis_event_of(stream_arn: &str, records: &[StreamRecord]) -> Value {
     let region = stream_arn.split(':').nth(3).unwrap_or("us-east-1");
     let records: Vec<Value> = records
         .iter()
-        .zip(first..)
-        .map(|((partition_key, data), n)| {
-            let sequence = sequence_number(n);
+        .map(|r| {
+            let arrival = time::parse_rfc3339(&r.arrival_time).map_or(0, |t| t.timestamp_millis());
             json!({
                 "kinesis": {
                     "kinesisSchemaVersion": "1.0",
-                    "partitionKey": partition_key,
-                    "sequenceNumber": sequence,
-                    "data": STANDARD.encode(data),
-                    "approximateArrivalTimestamp": arrival.timestamp_millis() as f64 / 1000.0,
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number.as_str(),
+                    "data": STANDARD.encode(&r.data),
+                    "approximateArrivalTimestamp": arrival as f64 / 1000.0,
                 },
                 "eventSource": "aws:kinesis",
                 "eventVersion": "1.0",
-                "eventID": format!("{shard_id}:{sequence}"),
+                "eventID": format!("{}:{}", r.shard_id, r.sequence_number),
                 "eventName": "aws:kinesis:record",
                 "invokeIdentityArn": "arn:aws:iam::123456789012:role/weir-stream-processor",
                 "awsRegion": region,
