@@ -1,6 +1,8 @@
 //! The AWS backends against a real AWS-compatible server (moto): every seam
 //! the pipeline uses, then the pipeline itself on them.
 
+mod common;
+
 use std::collections::HashMap;
 
 use weir_aws::{AwsBackends, AwsClients, AwsSettings, MULTIPART_THRESHOLD, provision};
@@ -222,44 +224,17 @@ async fn dead_letters_reach_sqs_in_batches_with_attributes_and_large_payloads_go
     letters[7].payload = vec![b'x'; 300 * 1024];
     aws.backends.dead_letters.send(letters).await.unwrap();
 
-    let queue_url = aws
-        .clients
-        .sqs
-        .get_queue_url()
-        .queue_name(&aws.settings.dead_letter_queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue_url = common::queue_url(&aws.clients.sqs, &aws.settings.dead_letter_queue).await;
     let mut bodies = HashMap::new();
-    for _ in 0..10 {
-        let out = aws
-            .clients
-            .sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            let attributes = m.message_attributes().unwrap();
-            assert_eq!(attributes["stage"].string_value(), Some("intake"));
-            let seq = attributes["sequence_number"]
-                .string_value()
-                .unwrap()
-                .to_owned();
-            bodies.insert(
-                seq,
-                serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap(),
-            );
-        }
-        if bodies.len() == 12 {
-            break;
-        }
+    for m in common::receive_all(&aws.clients.sqs, &queue_url).await {
+        let attributes = m.message_attributes().unwrap();
+        assert_eq!(attributes["stage"].string_value(), Some("intake"));
+        let seq = attributes["sequence_number"]
+            .string_value()
+            .unwrap()
+            .to_owned();
+        let body = serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap();
+        assert!(bodies.insert(seq, body).is_none(), "a letter arrived twice");
     }
     assert_eq!(bodies.len(), 12, "every letter arrived once");
     assert_eq!(

@@ -4,6 +4,8 @@
 //! rolls back what it wrote; once the fault is fixed, the retry writes every
 //! record once and the poison records reach the dead-letter queue.
 
+mod common;
+
 use chrono::Utc;
 use weir_aws::{
     AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, Encryption, S3ObjectStore,
@@ -97,16 +99,7 @@ async fn backend_faults_are_reported_for_retry_rolled_back_and_lose_nothing() {
             &settings.metrics_table,
         )
     };
-    let queue_url = clients
-        .sqs
-        .get_queue_url()
-        .queue_name(&settings.dead_letter_queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue_url = common::queue_url(&clients.sqs, &settings.dead_letter_queue).await;
     let letters = || SqsDeadLetterQueue::new(clients.sqs.clone(), &queue_url, objects());
 
     // A queue that is gone.
@@ -192,39 +185,21 @@ async fn backend_faults_are_reported_for_retry_rolled_back_and_lose_nothing() {
         "{:?}",
         handled.failures
     );
-    let mut lines = 0;
-    for key in fixed.objects.list("processed/").await.unwrap() {
-        let body = fixed.objects.get(&key).await.unwrap().unwrap();
-        lines += body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
-    }
+    let lines = common::line_count(&fixed.objects, "processed/").await;
     assert_eq!(lines, 10);
     // Dead letters are at least once: the attempt that failed on the table
     // had sent them already (SQS cannot take a message back). Their shard
     // and sequence number identify them; both poison records are there.
-    let mut poison = std::collections::BTreeSet::new();
-    for _ in 0..5 {
-        let received = clients
-            .sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in received.messages() {
-            let attributes = m.message_attributes().unwrap();
-            poison.insert(
-                attributes["sequence_number"]
-                    .string_value()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-    }
+    let poison: std::collections::BTreeSet<String> = common::receive_all(&clients.sqs, &queue_url)
+        .await
+        .iter()
+        .map(|m| {
+            m.message_attributes().unwrap()["sequence_number"]
+                .string_value()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     let expected: std::collections::BTreeSet<String> = read.records[10..]
         .iter()
         .map(|r| r.sequence_number.to_string())

@@ -2,9 +2,11 @@
 //! would run them, and the service consumer over Kinesis with checkpoints in
 //! DynamoDB.
 
+mod common;
+
 use chrono::Utc;
 use weir_aws::{AwsBackends, AwsClients, AwsSettings, provision};
-use weir_core::backend::{MetadataStore, ObjectStore};
+use weir_core::backend::MetadataStore;
 use weir_core::stream::{PutRecord, StreamSink, StreamSource};
 use weir_lambda::{kinesis, s3, samples};
 use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, drain};
@@ -45,15 +47,7 @@ fn events(n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn processed_lines(pipeline: &AwsPipeline) -> usize {
-    let mut lines = 0;
-    for key in pipeline.objects.list("processed/").await.unwrap() {
-        let body = pipeline.objects.get(&key).await.unwrap().unwrap();
-        lines += body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
-    }
-    lines
+    common::line_count(&pipeline.objects, "processed/").await
 }
 
 #[tokio::test]
