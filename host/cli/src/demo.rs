@@ -1,29 +1,39 @@
 //! `weir demo`, the main job: the whole local pipeline with the example
-//! plugins, on the embedded backends.
+//! plugins and the console, on the embedded backends.
 //!
-//! Builds the example plugins and checks their golden cases; binds each as its
+//! Builds the example plugins and uploads them to the embedded registry, which
+//! checks them as a host would and runs their golden cases; binds each as its
 //! event types' default, and gives tenant `acme` its own transaction binding;
 //! produces a mix of events (and a few broken ones) onto the embedded stream;
 //! drains every shard through the pipeline; prints where every record went, by
-//! partition; and leaves the objects, dead letters and metadata under
-//! `--data-dir` to browse.
+//! partition. Then, unless `--no-console`, it serves the console with an admin
+//! and a tenant token, keeps producing a trickle of events, and keeps
+//! consuming them with the bindings the console activates, until Ctrl-C.
+//! The objects, dead letters, metadata and registry stay under `--data-dir`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use weir_console::Role;
+use weir_console::checks::{UploadContext, check_upload};
 use weir_core::backend::{DeadLetterFilter, ObjectStore};
+use weir_core::registry::{BindingKey, Change, Registry};
 use weir_core::stream::{PutRecord, PutResult, StreamSink};
-use weir_embedded::{EmbeddedStream, StreamSettings};
-use weir_pipeline::{ConsumerSettings, PipelineSettings, drain};
-use weir_runtime::router::Binding;
-use weir_runtime::{Limits, Runtime};
-use weir_testkit::{build, golden};
+use weir_embedded::{EmbeddedRegistry, EmbeddedStream, StreamSettings};
+use weir_pipeline::{
+    ConsumerSettings, PipelineSettings, RegistryRouter, drain, follow_registry, serve,
+};
+use weir_runtime::Runtime;
+use weir_runtime::router::Router;
+use weir_testkit::build;
 
-use crate::wiring;
+use crate::console::{self, ListenArgs};
+use crate::wiring::{self, EmbeddedPipeline};
 use weir_lambda::sampler::{EVENT_TYPES, Sampler};
 
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -33,11 +43,21 @@ pub struct Args {
     /// How many events to produce.
     #[arg(long, default_value_t = 20_000)]
     events: usize,
-    /// Where the demo's stream, objects, dead letters and metadata go
-    /// (replaced on each run).
+    /// Where the demo's stream, objects, dead letters, metadata and registry
+    /// go (replaced on each run).
     #[arg(long, default_value = "weir-data/demo")]
     data_dir: PathBuf,
+    /// Exit after the summary instead of serving the console.
+    #[arg(long)]
+    no_console: bool,
+    /// Events per second produced while the console is served.
+    #[arg(long, default_value_t = 20)]
+    trickle: u32,
+    #[command(flatten)]
+    listen: ListenArgs,
 }
+
+const DEMO_ACTOR: &str = "weir-demo";
 
 pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -47,51 +67,76 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     tokio.block_on(demo(runtime, args))
 }
 
-async fn demo(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
+/// Uploads the example plugins with their golden cases, binds each as the
+/// default of its event types, and gives tenant acme its own transaction
+/// binding (high value from 500).
+async fn register_examples(runtime: &Runtime, registry: &EmbeddedRegistry) -> anyhow::Result<()> {
     let wasm_dir = wiring::build_examples()?;
-    let plugins = wiring::load_examples(&runtime, &wasm_dir)?;
-    let mut failed_cases = 0;
-    for (name, plugin) in &plugins {
+    let now = weir_core::time::format_utc(chrono::Utc::now());
+    let change = Change {
+        actor: DEMO_ACTOR,
+        at: &now,
+    };
+    for name in wiring::EXAMPLES {
+        let path = wiring::example_path(&wasm_dir, name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let cases_path = build::repo_root()
             .join("plugins/examples")
             .join(name)
             .join("golden.json");
-        let results = golden::run(
-            plugin,
-            &golden::load(&cases_path).map_err(anyhow::Error::msg)?,
-            &Limits::default(),
-        );
-        let failed = results.iter().filter(|r| !r.passed()).count();
-        failed_cases += failed;
+        let cases = std::fs::read_to_string(&cases_path)
+            .with_context(|| format!("reading {}", cases_path.display()))?;
+        let context = UploadContext {
+            uploader: DEMO_ACTOR,
+            tenant: None,
+            notes: "example plugin",
+            at: &now,
+        };
+        let (version, results) = check_upload(runtime, &bytes, Some(&cases), &context)
+            .with_context(|| format!("{} is refused", path.display()))?;
         eprintln!(
-            "loaded {:<22} golden cases: {} passed, {} failed",
-            plugin.label(),
-            results.len() - failed,
-            failed
+            "uploaded {:<22} golden cases: {} passed",
+            version.label(),
+            results.len()
         );
+        registry
+            .add_version(version.clone(), bytes, Some(cases), change)
+            .await?;
+        for event_type in &version.event_types {
+            let key = BindingKey {
+                tenant: None,
+                event_type: event_type.clone(),
+            };
+            registry
+                .activate(&key, &version.sha256, vec![], None, change)
+                .await?;
+        }
+        if version.name == "transaction" {
+            let acme = BindingKey {
+                tenant: Some("acme".into()),
+                event_type: "transaction".into(),
+            };
+            let config = vec![("high_value_threshold".into(), "500".into())];
+            registry
+                .activate(&acme, &version.sha256, config, None, change)
+                .await?;
+        }
     }
-    if failed_cases > 0 {
-        bail!("{failed_cases} golden case(s) failed; see above");
-    }
-    let mut router = wiring::default_bindings(&plugins);
-    let transaction = plugins
-        .iter()
-        .find(|(n, _)| n == "transaction")
-        .map(|(_, p)| p.clone())
-        .context("transaction plugin")?;
-    // Tenant acme has its own enrichment: high value from 500.
-    let acme = Binding {
-        plugin: transaction,
-        config: vec![("high_value_threshold".into(), "500".into())],
-        limits: Limits::default(),
-    };
-    router.bind(Some("acme"), "transaction", acme);
+    Ok(())
+}
 
+async fn demo(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     if args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("clearing {}", args.data_dir.display()))?;
     }
-    let pipeline = wiring::pipeline(&args.data_dir, router, PipelineSettings::default())?;
+    let pipeline = wiring::pipeline(&args.data_dir, Router::new(), PipelineSettings::default())?;
+    let registry =
+        EmbeddedRegistry::open(pipeline.metadata.clone(), pipeline.objects.clone()).await?;
+    register_examples(&runtime, &registry).await?;
+    let mut follower = RegistryRouter::new(registry.clone(), runtime.clone(), Router::new());
+    follower.refresh(&pipeline.router).await?;
+
     // The demo's stream takes records as fast as they come; `weir produce`
     // shows Kinesis's per-shard limits at work.
     let settings = StreamSettings {
@@ -101,20 +146,118 @@ async fn demo(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     };
     let stream = EmbeddedStream::open(pipeline.dead_letters.clone(), settings).await?;
 
-    let produced = produce(&stream, args.events).await?;
+    let mut sampler = Sampler::new(42);
+    let produced = produce(&stream, &mut sampler, 0, args.events).await?;
     eprintln!(
         "produced {produced} records onto stream `demo` ({} shards)",
         stream.settings().shard_count
     );
 
     let started = Instant::now();
-    let report = drain(&stream, &pipeline, &ConsumerSettings::default()).await?;
+    let consumer = ConsumerSettings::default();
+    let report = drain(&stream, &pipeline, &consumer).await?;
     let elapsed = started.elapsed();
 
     let c = &report.counts;
     if !c.is_balanced(true) || u64::from(c.records) != produced {
         bail!("records are unaccounted for: produced {produced}, {c:?}");
     }
+    print_summary(&pipeline, &report, elapsed).await?;
+    println!(
+        "output under {} (objects/, state/weir.db)",
+        args.data_dir.display()
+    );
+    if args.no_console {
+        return Ok(ExitCode::SUCCESS);
+    }
+    live(
+        runtime, registry, follower, stream, pipeline, sampler, &args,
+    )
+    .await
+}
+
+/// Serves the console and keeps the pipeline running on a trickle of events,
+/// following the registry, until Ctrl-C.
+async fn live(
+    runtime: Runtime,
+    registry: EmbeddedRegistry,
+    follower: RegistryRouter<EmbeddedRegistry>,
+    stream: EmbeddedStream,
+    pipeline: EmbeddedPipeline,
+    mut sampler: Sampler,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
+    let access = console::access_store(&args.data_dir)?;
+    let now = weir_core::time::format_utc(chrono::Utc::now());
+    let admin = access.create_token("demo-admin", Role::Admin, &now).await?;
+    let acme = access
+        .create_token("acme", Role::Tenant("acme".into()), &now)
+        .await?;
+    let address = console::start(registry, runtime, access, &args.listen).await?;
+    println!();
+    println!("console at http://{address}/");
+    println!("  admin token        {admin}");
+    println!("  tenant acme token  {acme}");
+    println!(
+        "producing {} events/s and consuming them with the bindings the console activates (Ctrl-C to stop)",
+        args.trickle
+    );
+
+    let stop = until_ctrl_c();
+    let follow = tokio::spawn(follow_registry(
+        follower,
+        pipeline.router.clone(),
+        Duration::from_millis(500),
+        std::future::pending(),
+    ));
+    let stream = Arc::new(stream);
+    let producer = {
+        let stream = stream.clone();
+        let per_second = args.trickle as usize;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut next = 1_000_000;
+            loop {
+                tick.tick().await;
+                if let Err(e) = produce(&stream, &mut sampler, next, per_second).await {
+                    tracing::error!(error = %e, "the demo producer stopped");
+                    return;
+                }
+                next += per_second;
+            }
+        })
+    };
+    let consumer = ConsumerSettings {
+        batching_window: Duration::from_millis(500),
+        ..ConsumerSettings::default()
+    };
+    let report = serve(stream, Arc::new(pipeline), consumer, stop).await?;
+    producer.abort();
+    follow.abort();
+    let c = &report.counts;
+    eprintln!(
+        "served {} more batches: {} records, {} enriched, {} dropped, {} dead-lettered",
+        report.batches,
+        c.records,
+        c.enriched,
+        c.dropped,
+        c.dead_lettered()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at Ctrl-C.
+async fn until_ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping after the batches in flight ...");
+}
+
+async fn print_summary(
+    pipeline: &EmbeddedPipeline,
+    report: &weir_pipeline::ConsumeReport,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let c = &report.counts;
     let mut by_partition: BTreeMap<String, usize> = BTreeMap::new();
     for key in pipeline.objects.list("processed/").await? {
         let body = pipeline.objects.get(&key).await?.unwrap_or_default();
@@ -150,20 +293,21 @@ async fn demo(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         elapsed.as_secs_f64(),
         f64::from(c.records) / elapsed.as_secs_f64().max(1e-9)
     );
-    println!(
-        "output under {} (objects/, state/weir.db)",
-        args.data_dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Puts `n` generated events (one in a hundred broken, to show dead letters)
-/// and a record of an unbound type; returns how many the stream took.
-async fn produce(stream: &EmbeddedStream, n: usize) -> anyhow::Result<u64> {
-    let mut sampler = Sampler::new(42);
+/// Puts `n` generated events numbered from `first` (one in a hundred broken,
+/// to show dead letters, and a few of an unbound type); returns how many the
+/// stream took.
+async fn produce(
+    stream: &EmbeddedStream,
+    sampler: &mut Sampler,
+    first: usize,
+    n: usize,
+) -> anyhow::Result<u64> {
     let mut batch = Vec::with_capacity(500);
     let mut accepted = 0u64;
-    for i in 0..n {
+    for i in first..first + n {
         let data = if i % 100 == 99 {
             // Broken on purpose: a transaction without an amount.
             json!({"event_type": "transaction", "timestamp": "2024-01-15T10:00:00Z", "tenant_id": "acme"}).to_string()
@@ -179,7 +323,7 @@ async fn produce(stream: &EmbeddedStream, n: usize) -> anyhow::Result<u64> {
             partition_key: format!("key-{}", i % 97),
             data: data.into_bytes(),
         });
-        if batch.len() == 500 || i + 1 == n {
+        if batch.len() == 500 || i + 1 == first + n {
             for result in stream.put_records(std::mem::take(&mut batch)).await? {
                 match result {
                     PutResult::Accepted { .. } => accepted += 1,

@@ -3,6 +3,7 @@
 
 mod aws;
 mod bench;
+mod console;
 mod demo;
 mod dlq;
 mod invoke;
@@ -83,6 +84,9 @@ enum Command {
     /// The plugin registry: upload, list, activate, roll back, audit.
     #[command(subcommand)]
     Registry(registry::Command),
+    /// The console: plugins, versions, bindings and audit over HTTP; its tokens.
+    #[command(subcommand)]
+    Console(console::Command),
     /// Weir's AWS resources (`weir aws provision`).
     #[command(subcommand)]
     Aws(aws::Command),
@@ -198,5 +202,6 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Aws(command) => aws::run(command),
         Command::Registry(command) => registry::run(runtime(cli.cache_dir)?, command),
         Command::Batches(args) => tables::batches(args),
+        Command::Console(command) => console::run(runtime(cli.cache_dir)?, command),
     }
 }

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use weir_core::registry::{BindingKey, Change, PluginVersion, Registry};
+use anyhow::Context;
+use weir_console::checks::{UploadContext, check_upload};
+use weir_core::registry::{BindingKey, Change, Registry};
 use weir_embedded::EmbeddedRegistry;
-use weir_runtime::{Limits, Runtime};
-use weir_testkit::golden;
+use weir_runtime::Runtime;
 
 use crate::wiring::{self, StreamArgs};
 
@@ -26,6 +26,10 @@ pub enum Command {
         golden: Option<PathBuf>,
         #[arg(long, default_value = "")]
         notes: String,
+        /// The tenant it is for, who alone may see and bind it; without it,
+        /// shared by every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(flatten)]
         who: Who,
     },
@@ -142,42 +146,33 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                 plugin,
                 golden: cases,
                 notes,
+                tenant,
                 who,
             } => {
                 let bytes = std::fs::read(&plugin)
                     .with_context(|| format!("reading {}", plugin.display()))?;
-                let loaded = runtime.load(&bytes).with_context(|| {
-                    format!("{} is not a plugin a host would run", plugin.display())
-                })?;
-                if let Some(cases) = cases {
-                    let file = golden::load(&cases).map_err(anyhow::Error::msg)?;
-                    let failed: Vec<String> = golden::run(&loaded, &file, &Limits::default())
-                        .into_iter()
-                        .filter(|r| !r.passed())
-                        .map(|r| format!("{}: {}", r.name, r.problems.join("; ")))
-                        .collect();
-                    if !failed.is_empty() {
-                        bail!("refused: golden cases failed:\n  {}", failed.join("\n  "));
-                    }
-                }
-                let info = loaded.info();
-                let version = PluginVersion {
-                    name: info.name.clone(),
-                    version: info.version.clone(),
-                    sha256: info.sha256.clone(),
-                    size: bytes.len() as u64,
-                    contract: info.contract_version.clone(),
-                    event_types: info.event_types.clone(),
-                    uploader: who.actor.clone(),
-                    uploaded_at: now.clone(),
-                    notes,
+                let cases = cases
+                    .map(|path| {
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))
+                    })
+                    .transpose()?;
+                let context = UploadContext {
+                    uploader: &who.actor,
+                    tenant: tenant.as_deref(),
+                    notes: &notes,
+                    at: &now,
                 };
+                let (version, _) = check_upload(&runtime, &bytes, cases.as_deref(), &context)
+                    .with_context(|| format!("{} is refused", plugin.display()))?;
                 let registry = open(&who.target).await?;
                 let change = Change {
                     actor: &who.actor,
                     at: &now,
                 };
-                let added = registry.add_version(version.clone(), bytes, change).await?;
+                let added = registry
+                    .add_version(version.clone(), bytes, cases, change)
+                    .await?;
                 eprintln!(
                     "{} {}@{}",
                     if added { "added" } else { "already there:" },

@@ -51,7 +51,7 @@ fn uploads_are_checked_and_activations_are_revisioned_and_audited() {
         &["registry", "add", &wasm("metric"), "--golden", golden],
         data,
     );
-    assert!(!ok && stderr.contains("golden cases failed"), "{stderr}");
+    assert!(!ok && stderr.contains("golden case(s) failed"), "{stderr}");
 
     let activate = [
         "registry",

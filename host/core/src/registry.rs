@@ -24,6 +24,17 @@ pub struct PluginVersion {
     /// RFC 3339 UTC.
     pub uploaded_at: String,
     pub notes: String,
+    /// The tenant it was uploaded for, who alone may see and bind it;
+    /// `None`: shared, uploaded by an operator, usable by every tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl PluginVersion {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
 }
 
 /// What a binding binds: a tenant's event type, or the default for it.
@@ -102,14 +113,16 @@ pub struct Change<'a> {
 /// Plugin versions and bindings, behind one small trait with an embedded and
 /// an AWS implementation.
 pub trait Registry: Send + Sync {
-    /// Adds a version and its component. `Ok(false)` when this very
-    /// component is already there under the same name and version; a
+    /// Adds a version, its component and the golden cases it passed (the
+    /// JSON case file, kept so they can be run again). `Ok(false)` when this
+    /// very component is already there under the same name and version; a
     /// different component under a name and version already taken is
     /// refused: versions are immutable.
     fn add_version(
         &self,
         version: PluginVersion,
         component: Vec<u8>,
+        golden: Option<String>,
         change: Change<'_>,
     ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
 
@@ -124,6 +137,12 @@ pub trait Registry: Send + Sync {
         &self,
         sha256: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, RegistryError>> + Send;
+
+    /// The golden cases uploaded with a version, if any.
+    fn golden(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send;
 
     /// A number that changes with every activation or rollback: what hosts
     /// poll.

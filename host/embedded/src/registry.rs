@@ -22,6 +22,7 @@ const SCHEMA: &str = "
         uploader TEXT NOT NULL,
         uploaded_at TEXT NOT NULL,
         notes TEXT NOT NULL,
+        tenant TEXT, -- NULL: shared
         UNIQUE (name, version)
     );
     -- Every revision of every binding: the current one is the highest.
@@ -60,6 +61,22 @@ pub struct EmbeddedRegistry {
 
 fn component_key(sha256: &str) -> String {
     format!("plugins/{sha256}.wasm")
+}
+
+fn golden_key(sha256: &str) -> String {
+    format!("plugins/{sha256}.golden.json")
+}
+
+/// `Err` names what is wrong: keys built from it must stay inside `plugins/`.
+fn checked_sha(sha256: &str) -> Result<&str, RegistryError> {
+    let is_hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        Ok(sha256)
+    } else {
+        Err(RegistryError::NotFound(format!(
+            "plugin version {sha256:?}"
+        )))
+    }
 }
 
 /// Hex SHA-256 of a component.
@@ -191,7 +208,19 @@ impl EmbeddedRegistry {
     /// The registry in `state`'s database, components in `objects`.
     pub async fn open(state: SqliteState, objects: LocalObjectStore) -> Result<Self, BackendError> {
         state
-            .with("preparing the registry", |c| c.execute_batch(SCHEMA))
+            .with("preparing the registry", |c| {
+                c.execute_batch(SCHEMA)?;
+                // Registries made before versions had owners.
+                let has_tenant: bool = c.query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('plugin_versions') WHERE name = 'tenant'",
+                    [],
+                    |r| r.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !has_tenant {
+                    c.execute_batch("ALTER TABLE plugin_versions ADD COLUMN tenant TEXT")?;
+                }
+                Ok(())
+            })
             .await?;
         Ok(Self { state, objects })
     }
@@ -223,6 +252,7 @@ impl Registry for EmbeddedRegistry {
         &self,
         version: PluginVersion,
         component: Vec<u8>,
+        golden: Option<String>,
         change: Change<'_>,
     ) -> Result<bool, RegistryError> {
         if sha256_hex(&component) != version.sha256 {
@@ -235,6 +265,11 @@ impl Registry for EmbeddedRegistry {
         self.objects
             .put(&component_key(&version.sha256), component)
             .await?;
+        if let Some(golden) = golden {
+            self.objects
+                .put(&golden_key(&version.sha256), golden.into_bytes())
+                .await?;
+        }
         let (actor, at) = (change.actor.to_owned(), change.at.to_owned());
         self.state
             .with("adding a plugin version", move |c| {
@@ -257,8 +292,8 @@ impl Registry for EmbeddedRegistry {
                     None => {}
                 }
                 tx.execute(
-                    "INSERT INTO plugin_versions (sha256, name, version, size, contract, event_types, uploader, uploaded_at, notes)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO plugin_versions (sha256, name, version, size, contract, event_types, uploader, uploaded_at, notes, tenant)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         version.sha256,
                         version.name,
@@ -268,7 +303,8 @@ impl Registry for EmbeddedRegistry {
                         serde_json::to_string(&version.event_types).unwrap_or_else(|_| "[]".into()),
                         version.uploader,
                         version.uploaded_at,
-                        version.notes
+                        version.notes,
+                        version.tenant
                     ],
                 )?;
                 let subject = format!("{}@{}", version.name, version.version);
@@ -285,7 +321,7 @@ impl Registry for EmbeddedRegistry {
             .state
             .with("listing plugin versions", move |c| {
                 let mut statement = c.prepare(
-                    "SELECT sha256, name, version, size, contract, event_types, uploader, uploaded_at, notes
+                    "SELECT sha256, name, version, size, contract, event_types, uploader, uploaded_at, notes, tenant
                      FROM plugin_versions WHERE (?1 IS NULL OR name = ?1) ORDER BY uploaded_at DESC, rowid DESC",
                 )?;
                 let rows = statement.query_map(params![name], |row| {
@@ -300,6 +336,7 @@ impl Registry for EmbeddedRegistry {
                         uploader: row.get(6)?,
                         uploaded_at: row.get(7)?,
                         notes: row.get(8)?,
+                        tenant: row.get(9)?,
                     })
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -308,13 +345,18 @@ impl Registry for EmbeddedRegistry {
     }
 
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, RegistryError> {
-        let is_hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_hex {
-            return Err(RegistryError::NotFound(format!(
-                "plugin version {sha256:?}"
-            )));
-        }
+        let sha256 = checked_sha(sha256)?;
         Ok(self.objects.get(&component_key(sha256)).await?)
+    }
+
+    async fn golden(&self, sha256: &str) -> Result<Option<String>, RegistryError> {
+        let sha256 = checked_sha(sha256)?;
+        let Some(bytes) = self.objects.get(&golden_key(sha256)).await? else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes).map(Some).map_err(|_| {
+            RegistryError::Refused(format!("the golden cases of {sha256} are not UTF-8"))
+        })
     }
 
     async fn generation(&self) -> Result<u64, RegistryError> {

@@ -22,6 +22,7 @@ fn version(name: &str, version: &str, component: &[u8]) -> PluginVersion {
         uploader: "alice".into(),
         uploaded_at: format!("2024-01-15T10:0{}:00Z", version.len()),
         notes: String::new(),
+        tenant: None,
     }
 }
 
@@ -43,19 +44,19 @@ async fn versions_are_content_addressed_and_immutable() {
     let r = registry(dir.path()).await;
     let v1 = version("tx", "1.0.0", b"component one");
     assert!(
-        r.add_version(v1.clone(), b"component one".to_vec(), BY_ALICE)
+        r.add_version(v1.clone(), b"component one".to_vec(), None, BY_ALICE)
             .await
             .unwrap()
     );
     assert!(
-        !r.add_version(v1.clone(), b"component one".to_vec(), BY_ALICE)
+        !r.add_version(v1.clone(), b"component one".to_vec(), None, BY_ALICE)
             .await
             .unwrap(),
         "the same upload twice"
     );
     let other = version("tx", "1.0.0", b"something else");
     let e = r
-        .add_version(other, b"something else".to_vec(), BY_ALICE)
+        .add_version(other, b"something else".to_vec(), None, BY_ALICE)
         .await
         .unwrap_err();
     assert!(
@@ -65,11 +66,14 @@ async fn versions_are_content_addressed_and_immutable() {
     let mut lying = version("tx", "2.0.0", b"two");
     lying.sha256 = sha256_hex(b"not two");
     assert!(matches!(
-        r.add_version(lying, b"two".to_vec(), BY_ALICE).await,
+        r.add_version(lying, b"two".to_vec(), None, BY_ALICE).await,
         Err(RegistryError::Refused(_))
     ));
 
-    r.add_version(version("tx", "1.1.0", b"v11"), b"v11".to_vec(), BY_ALICE)
+    let mut owned = version("tx", "1.1.0", b"v11");
+    owned.tenant = Some("acme".into());
+    let cases = r#"{"cases": []}"#.to_owned();
+    r.add_version(owned, b"v11".to_vec(), Some(cases.clone()), BY_ALICE)
         .await
         .unwrap();
     let listed: Vec<String> = r
@@ -91,6 +95,14 @@ async fn versions_are_content_addressed_and_immutable() {
             .exists()
     );
     assert!(r.component("../../etc/passwd").await.is_err());
+    assert!(r.golden("../../etc/passwd").await.is_err());
+
+    // The owner and the golden cases come back with the version.
+    let v11 = &r.versions(Some("tx")).await.unwrap()[0];
+    assert_eq!(v11.tenant.as_deref(), Some("acme"));
+    assert_eq!(r.golden(&v11.sha256).await.unwrap(), Some(cases));
+    assert_eq!(r.golden(&v1.sha256).await.unwrap(), None);
+    assert_eq!(r.versions(Some("tx")).await.unwrap()[1].tenant, None);
 }
 
 #[tokio::test]
@@ -107,6 +119,7 @@ async fn activations_are_atomic_revisioned_audited_and_roll_back() {
             } else {
                 b"two".to_vec()
             },
+            None,
             BY_ALICE,
         )
         .await

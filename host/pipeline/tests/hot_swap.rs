@@ -69,13 +69,14 @@ async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_their
         uploader: "alice".into(),
         uploaded_at: "2024-01-15T10:00:00Z".into(),
         notes: String::new(),
+        tenant: None,
     };
     let change = Change {
         actor: "alice",
         at: "2024-01-15T10:00:00Z",
     };
     registry
-        .add_version(version, component, change)
+        .add_version(version, component, None, change)
         .await
         .unwrap();
 

@@ -24,6 +24,12 @@ pub enum Fault {
     CircuitOpen(String),
 }
 
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.rejection("the plugin").message)
+    }
+}
+
 impl Fault {
     fn rejection(&self, plugin: &str) -> Rejection {
         let (kind, message) = match self {

@@ -99,13 +99,17 @@ impl CaseResult {
 pub fn load(path: &Path) -> Result<CaseFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: CaseFile = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a valid case file: {e}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses a case file's text; `origin` names it in errors (a path, an upload).
+pub fn parse(text: &str, origin: &str) -> Result<CaseFile, String> {
+    let file: CaseFile = serde_json::from_str(text)
+        .map_err(|e| format!("{origin} is not a valid case file: {e}"))?;
     for case in &file.cases {
         if case.events.len() != case.expect.len() {
             return Err(format!(
-                "{}: case `{}` has {} events but {} expectations; give one per event",
-                path.display(),
+                "{origin}: case `{}` has {} events but {} expectations; give one per event",
                 case.name,
                 case.events.len(),
                 case.expect.len()

@@ -17,4 +17,4 @@ mod harness;
 pub mod moto;
 pub mod python;
 
-pub use harness::{Harness, example_router, payload_event};
+pub use harness::{DEFAULT_TIME, Harness, example_router, payload_event};

@@ -54,6 +54,7 @@ impl Demo {
             &events,
             "--data-dir",
             data_dir.to_str().unwrap(),
+            "--no-console",
         ])
         .output()
         .unwrap();

@@ -1,0 +1,181 @@
+//! The checks an upload must pass, and test runs of a version: the same code
+//! the host and `weir registry add` use, so the console never accepts a
+//! plugin a host would refuse.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use weir_core::Outcome;
+use weir_core::registry::PluginVersion;
+use weir_runtime::{Limits, Plugin, Runtime};
+use weir_testkit::golden;
+use weir_testkit::{DEFAULT_TIME, payload_event};
+
+/// Why an upload was refused. Each names what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadRefusal {
+    #[error("not a plugin a host would run: {0}")]
+    NotAPlugin(String),
+    #[error("{0}")]
+    BadGoldenFile(String),
+    #[error("{} of its golden case(s) failed: {}; fix the plugin or the cases and upload again",
+        .0.iter().filter(|c| !c.passed).count(),
+        .0.iter().filter(|c| !c.passed).map(|c| format!("`{}`: {}", c.name, c.problems.join("; "))).collect::<Vec<_>>().join(" | "))]
+    GoldenCasesFailed(Vec<CaseSummary>),
+}
+
+/// One golden case's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseSummary {
+    pub name: String,
+    pub passed: bool,
+    pub problems: Vec<String>,
+    pub elapsed_micros: u64,
+}
+
+/// Who uploads, for whom, with what notes, when.
+#[derive(Debug, Clone)]
+pub struct UploadContext<'a> {
+    pub uploader: &'a str,
+    /// The owning tenant; `None`: shared.
+    pub tenant: Option<&'a str>,
+    pub notes: &'a str,
+    pub at: &'a str,
+}
+
+/// Loads the component as a host would (a component, a supported contract,
+/// within the sandbox's imports, instantiates and describes itself) and runs
+/// the golden cases uploaded with it. Returns the version to record and the
+/// cases' results. CPU-bound (compiles the component): call it off the async
+/// threads.
+pub fn check_upload(
+    runtime: &Runtime,
+    component: &[u8],
+    golden_cases: Option<&str>,
+    context: &UploadContext<'_>,
+) -> Result<(PluginVersion, Vec<CaseSummary>), UploadRefusal> {
+    let plugin = runtime
+        .load(component)
+        .map_err(|e| UploadRefusal::NotAPlugin(e.to_string()))?;
+    let results = match golden_cases {
+        Some(text) => run_golden(&plugin, text, "the uploaded golden cases")
+            .map_err(UploadRefusal::BadGoldenFile)?,
+        None => Vec::new(),
+    };
+    if results.iter().any(|c| !c.passed) {
+        return Err(UploadRefusal::GoldenCasesFailed(results));
+    }
+    let info = plugin.info();
+    let version = PluginVersion {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        sha256: info.sha256.clone(),
+        size: component.len() as u64,
+        contract: info.contract_version.clone(),
+        event_types: info.event_types.clone(),
+        uploader: context.uploader.to_owned(),
+        uploaded_at: context.at.to_owned(),
+        notes: context.notes.to_owned(),
+        tenant: context.tenant.map(str::to_owned),
+    };
+    Ok((version, results))
+}
+
+/// Runs a case file's cases against a loaded plugin; `Err` when the file is
+/// not a valid case file (named by `origin`).
+pub fn run_golden(plugin: &Plugin, cases: &str, origin: &str) -> Result<Vec<CaseSummary>, String> {
+    let file = golden::parse(cases, origin)?;
+    Ok(golden::run(plugin, &file, &Limits::default())
+        .into_iter()
+        .map(|r| CaseSummary {
+            passed: r.passed(),
+            name: r.name,
+            problems: r.problems,
+            elapsed_micros: r.elapsed.as_micros() as u64,
+        })
+        .collect())
+}
+
+/// A test run: events for one tenant, with its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRun {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// RFC 3339; the test time when absent.
+    #[serde(default)]
+    pub processing_time: Option<String>,
+    pub events: Vec<Value>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// What one event came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OutcomeView {
+    Enrich { fields: Map<String, Value> },
+    Emit { records: Vec<Map<String, Value>> },
+    Drop { reason: String },
+    Reject { kind: String, message: String },
+}
+
+impl From<&Outcome> for OutcomeView {
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Enrich(fields) => Self::Enrich {
+                fields: fields.to_map(),
+            },
+            Outcome::Emit(records) => Self::Emit {
+                records: records.clone(),
+            },
+            Outcome::Drop(reason) => Self::Drop {
+                reason: reason.clone(),
+            },
+            Outcome::Reject(r) => Self::Reject {
+                kind: serde_json::to_value(r.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                message: r.message.clone(),
+            },
+        }
+    }
+}
+
+/// The result of a test run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestRunReport {
+    pub plugin: String,
+    pub outcomes: Vec<OutcomeView>,
+    pub elapsed_micros: u64,
+    pub peak_memory_bytes: usize,
+    /// What took the whole batch down, if anything.
+    pub fault: Option<String>,
+}
+
+/// Runs the events through the plugin as the host would, with the default
+/// limits. `Err` names the event that is not a valid record.
+pub fn test_run(plugin: &Plugin, run: &TestRun) -> Result<TestRunReport, String> {
+    let time = run.processing_time.as_deref().unwrap_or(DEFAULT_TIME);
+    let events = run
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| payload_event(payload, &run.tenant, i + 1, time))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config: Vec<(String, String)> = run.config.clone().into_iter().collect();
+    let report = plugin.process(&config, &events, &Limits::default());
+    Ok(TestRunReport {
+        plugin: plugin.label().to_owned(),
+        outcomes: report.outcomes.iter().map(OutcomeView::from).collect(),
+        elapsed_micros: report.elapsed.as_micros() as u64,
+        peak_memory_bytes: report.peak_memory_bytes,
+        fault: report.fault.map(|f| f.to_string()),
+    })
+}

@@ -1,0 +1,318 @@
+//! The REST API through the router: uploads checked as a host would, test
+//! runs, golden cases, activation with revisions, rollback, the audit log,
+//! and the OpenAPI document.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use weir_console::ConsoleSettings;
+
+use crate::common::{component, fixture, fixture_with, golden};
+
+#[tokio::test]
+async fn uploads_pass_the_hosts_checks_or_are_refused_with_a_reason() {
+    let f = fixture().await;
+    let transaction = component("transaction");
+
+    let first = f
+        .upload(&f.admin, &transaction, Some(&golden("transaction")), None)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    let body = first.json();
+    assert_eq!(body["version"]["name"], "transaction");
+    assert_eq!(body["version"]["uploader"], "root");
+    assert_eq!(body["version"]["tenant"], serde_json::Value::Null);
+    assert!(
+        body["golden"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true)
+    );
+    assert!(!body["golden"].as_array().unwrap().is_empty());
+
+    // The same component again: accepted, nothing added.
+    let again = f.upload(&f.admin, &transaction, None, None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["added"], false);
+
+    // Not a component at all.
+    let junk = f
+        .upload(&f.admin, b"\0asm but not really", None, None)
+        .await;
+    assert_eq!(junk.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        junk.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a plugin a host would run")
+    );
+
+    // A component that escapes the sandbox's imports: the host refuses it, so the console does.
+    let foreign = f.upload(&f.admin, &component("foreign"), None, None).await;
+    assert_eq!(
+        foreign.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        foreign.text()
+    );
+
+    // Golden cases that fail: refused, naming the case.
+    let wrong = r#"{"cases": [{"name": "wrong on purpose",
+        "events": [{"event_type": "user_action", "action": "login", "timestamp": "2024-01-15T10:30:00Z"}],
+        "expect": [{"enrich": {"tag": "red"}}]}]}"#;
+    let failed = f
+        .upload(&f.admin, &component("tagger"), Some(wrong), None)
+        .await;
+    assert_eq!(failed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        failed.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong on purpose"),
+        "{}",
+        failed.text()
+    );
+
+    // A case file that is not one.
+    let bad = f
+        .upload(&f.admin, &component("tagger"), Some("{\"cases\": 3}"), None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Nothing refused was recorded.
+    let versions = f
+        .api("GET", "/api/v1/versions", Some(&f.admin), None)
+        .await
+        .json();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn uploads_over_the_size_limit_are_refused_clearly() {
+    let f = fixture_with(ConsoleSettings {
+        max_upload_bytes: 64 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let big = vec![0u8; 256 * 1024];
+    let answer = f.upload(&f.admin, &big, None, None).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.text()
+    );
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the console takes")
+    );
+}
+
+#[tokio::test]
+async fn a_test_run_shows_each_events_outcome_and_golden_cases_run_again() {
+    let f = fixture().await;
+    let uploaded = f
+        .upload(
+            &f.admin,
+            &component("transaction"),
+            Some(&golden("transaction")),
+            None,
+        )
+        .await
+        .json();
+    let sha = uploaded["version"]["sha256"].as_str().unwrap().to_owned();
+    let run = json!({
+        "tenant": "acme",
+        "config": { "high_value_threshold": "500" },
+        "events": [
+            { "event_type": "transaction", "amount": 700, "timestamp": "2024-01-15T10:30:00Z" },
+            { "event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z" }
+        ]
+    });
+    let report = f
+        .api(
+            "POST",
+            &format!("/api/v1/versions/{sha}/test"),
+            Some(&f.admin),
+            Some(run),
+        )
+        .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text());
+    let report = report.json();
+    let outcomes = report["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes[0]["outcome"], "enrich");
+    assert_eq!(
+        outcomes[0]["fields"]["is_high_value"], true,
+        "the tenant's threshold applies"
+    );
+    assert_eq!(outcomes[1]["outcome"], "reject");
+    assert_eq!(outcomes[1]["kind"], "missing-field");
+
+    // By name@version too; a broken event names itself.
+    let broken = f
+        .api(
+            "POST",
+            "/api/v1/versions/transaction@1.0.0/test",
+            Some(&f.admin),
+            Some(json!({ "events": [ [1, 2] ] })),
+        )
+        .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    assert!(
+        broken.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("test event 1")
+    );
+
+    let golden_run = f
+        .api(
+            "POST",
+            &format!("/api/v1/versions/{sha}/golden/run"),
+            Some(&f.admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(golden_run["passed"], true);
+    let stored = f
+        .api(
+            "GET",
+            &format!("/api/v1/versions/{sha}/golden"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_eq!(stored.text(), golden("transaction"));
+    let wasm = f
+        .api(
+            "GET",
+            &format!("/api/v1/versions/{sha}/component"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_eq!(wasm.body, component("transaction"));
+    assert_eq!(wasm.headers["content-type"], "application/wasm");
+}
+
+#[tokio::test]
+async fn activations_are_revisioned_conflicts_refused_rollbacks_audited() {
+    let f = fixture().await;
+    f.upload(&f.admin, &component("transaction"), None, None)
+        .await;
+    f.upload(&f.admin, &component("tagger"), None, None).await;
+    let put = |version: &str, expected: Option<u64>| json!({ "version": version, "config": { "tag": "blue" }, "expected_revision": expected });
+    let path = "/api/v1/bindings/acme/transaction";
+
+    let first = f
+        .api(
+            "PUT",
+            path,
+            Some(&f.admin),
+            Some(put("transaction@1.0.0", Some(0))),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["revision"], 1);
+    // Expecting it to be new when it is not: a conflict, nothing changed.
+    let stale = f
+        .api(
+            "PUT",
+            path,
+            Some(&f.admin),
+            Some(put("tagger@2.0.0", Some(0))),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert!(
+        stale.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("reload and try again")
+    );
+    let second = f
+        .api(
+            "PUT",
+            path,
+            Some(&f.admin),
+            Some(put("tagger@2.0.0", Some(1))),
+        )
+        .await;
+    assert_eq!(second.json()["revision"], 2);
+    // A version that does not handle the event type.
+    let metric = f
+        .upload(&f.admin, &component("metric"), None, None)
+        .await
+        .json();
+    let wrong = f
+        .api(
+            "PUT",
+            path,
+            Some(&f.admin),
+            Some(put(metric["version"]["sha256"].as_str().unwrap(), None)),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = f
+        .api("PUT", path, Some(&f.admin), Some(put("nothing@9", None)))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let back = f
+        .api("POST", &format!("{path}/rollback"), Some(&f.admin), None)
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text());
+    let bindings = f
+        .api("GET", "/api/v1/bindings", Some(&f.admin), None)
+        .await
+        .json();
+    let acme = &bindings["bindings"][0];
+    assert_eq!(acme["revision"], 3);
+    assert_eq!(acme["sha256"], first.json()["sha256"]);
+    assert_eq!(acme["config"], json!([["tag", "blue"]]));
+
+    let audit = f
+        .api("GET", "/api/v1/audit", Some(&f.admin), None)
+        .await
+        .json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == "acme/transaction")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "activate", "activate"]);
+    assert_eq!(audit["entries"][0]["actor"], "root");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let f = fixture().await;
+    let doc = f
+        .api("GET", "/api/v1/openapi.json", None, None)
+        .await
+        .json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15);
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{version}", "transaction@1.0.0")
+                .replace("{tenant}", "acme")
+                .replace("{event_type}", "transaction")
+                .replace("{name}", "nobody");
+            let answer = f
+                .api(&method.to_uppercase(), &concrete, Some(&f.admin), None)
+                .await;
+            // The router's own 404 and 405 have no JSON body; the handlers' do.
+            let served = answer.status != StatusCode::METHOD_NOT_ALLOWED
+                && (answer.status != StatusCode::NOT_FOUND || !answer.body.is_empty());
+            assert!(served, "{method} {path}: {:?}", answer.status);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The HTML pages through the router: sign-in sessions, CSRF on every form,
+//! escaping, uploads, comparisons, test runs.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+
+use weir_core::registry::Registry as _;
+
+use crate::common::{Answer, BOUNDARY, Fixture, component, fixture, golden, multipart};
+
+/// Signs in with `token`; returns the session cookie.
+async fn sign_in(f: &Fixture, token: &str) -> String {
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap();
+    let answer = f.send(request).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    let cookie = answer.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(f: &Fixture, cookie: &str, path: &str) -> Answer {
+    let request = Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    f.send(request).await
+}
+
+async fn post_form(f: &Fixture, cookie: &str, path: &str, form: &str) -> Answer {
+    let request = Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    f.send(request).await
+}
+
+/// The CSRF token the page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[start..start + 64].to_owned()
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_forms_need_its_csrf_token() {
+    let f = fixture().await;
+    f.upload(
+        &f.admin,
+        &component("transaction"),
+        Some(&golden("transaction")),
+        None,
+    )
+    .await;
+
+    let anonymous = f
+        .send(Request::get("/bindings").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers[header::LOCATION], "/login");
+    let wrong = f
+        .send(
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("token=weir_nope"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+
+    let cookie = sign_in(&f, &f.admin).await;
+    let bindings = page(&f, &cookie, "/bindings").await;
+    assert_eq!(bindings.status, StatusCode::OK);
+    let csrf = csrf_of(&bindings.text());
+
+    // Without the token, or with another session's: refused, logged, nothing changed.
+    let form = "tenant=acme&event_type=transaction&version=transaction%401.0.0";
+    let forged = post_form(&f, &cookie, "/bindings/activate", form).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let other_session = sign_in(&f, &f.admin).await;
+    let other_csrf = csrf_of(&page(&f, &other_session, "/bindings").await.text());
+    let crossed = post_form(
+        &f,
+        &cookie,
+        "/bindings/activate",
+        &format!("csrf={other_csrf}&{form}"),
+    )
+    .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    assert!(f.console.registry.bindings().await.unwrap().1.is_empty());
+    let denied = f.console.access.denied(10).await.unwrap();
+    assert!(
+        denied
+            .iter()
+            .any(|d| d.action == "POST /bindings/activate" && d.who == "root")
+    );
+
+    let done = post_form(
+        &f,
+        &cookie,
+        "/bindings/activate",
+        &format!("csrf={csrf}&{form}&config=high_value_threshold%3D500"),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    let html = page(&f, &cookie, "/bindings").await.text();
+    assert!(html.contains("data-binding=\"acme/transaction\""), "{html}");
+    assert!(html.contains("transaction@1.0.0") && html.contains("high_value_threshold=500"));
+
+    // Signing out ends the session.
+    let out = post_form(&f, &cookie, "/logout", &format!("csrf={csrf}")).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page(&f, &cookie, "/bindings").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
+    let f = fixture().await;
+    f.upload(&f.admin, &component("transaction"), None, None)
+        .await;
+    let cookie = sign_in(&f, &f.tenant_a).await;
+    let plugins = page(&f, &cookie, "/plugins").await.text();
+    assert!(
+        !plugins.contains("name=\"tenant\""),
+        "a tenant uploads only for itself"
+    );
+    let csrf = csrf_of(&plugins);
+
+    let notes = "<script>alert('owned')</script>";
+    let tagger = component("tagger");
+    let body = multipart(
+        &[("csrf", &csrf), ("notes", notes)],
+        &[
+            ("component", &tagger),
+            ("golden", golden("tagger").as_bytes()),
+        ],
+    );
+    let request = Request::post("/plugins")
+        .header(header::COOKIE, &cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let uploaded = f.send(request).await;
+    assert_eq!(
+        uploaded.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        uploaded.text()
+    );
+    let location = uploaded.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let version = page(&f, &cookie, &location).await.text();
+    assert!(
+        version.contains("&lt;script&gt;alert('owned')&lt;/script&gt;"),
+        "{version}"
+    );
+    assert!(!version.contains(notes));
+    assert!(version.contains("acme"), "owned by the tenant");
+
+    // Without the CSRF field the upload is refused.
+    let body = multipart(&[], &[("component", &tagger)]);
+    let request = Request::post("/plugins")
+        .header(header::COOKIE, &cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(f.send(request).await.status, StatusCode::FORBIDDEN);
+
+    // Two versions compared field by field.
+    let tx = f
+        .api(
+            "GET",
+            "/api/v1/versions/transaction@1.0.0",
+            Some(&f.admin),
+            None,
+        )
+        .await
+        .json();
+    let tg = f
+        .api("GET", "/api/v1/versions/tagger@2.0.0", Some(&f.admin), None)
+        .await
+        .json();
+    let diff = page(
+        &f,
+        &cookie,
+        &format!(
+            "/plugins/tagger/diff?a={}&b={}",
+            tx["sha256"].as_str().unwrap(),
+            tg["sha256"].as_str().unwrap()
+        ),
+    )
+    .await
+    .text();
+    assert!(diff.matches("class=\"differs\"").count() >= 5, "{diff}");
+
+    // A test run from the page.
+    let events =
+        r#"[{"event_type": "transaction", "amount": 3, "timestamp": "2024-01-15T10:30:00Z"}]"#;
+    let form = format!(
+        "csrf={csrf}&tenant=acme&config=tag%3Dgreen&events={}",
+        encode(events)
+    );
+    let sha = tg["sha256"].as_str().unwrap();
+    let report = post_form(&f, &cookie, &format!("/versions/{sha}/test"), &form).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text());
+    let html = report.text();
+    assert!(html.contains("enrich") && html.contains("green"), "{html}");
+    // Its golden cases, run again from the page.
+    let golden_run = post_form(
+        &f,
+        &cookie,
+        &format!("/versions/{sha}/golden"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(
+        golden_run.text().contains("2 of 2 passed"),
+        "{}",
+        golden_run.text()
+    );
+}
