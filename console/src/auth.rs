@@ -103,6 +103,8 @@ pub enum AccessError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Interrupted(String),
     #[error("the console's access database {path}: {source}")]
     Database {
         path: PathBuf,
@@ -183,7 +185,11 @@ impl AccessStore {
             f(&connection).map_err(|source| AccessError::Database { path, source })
         })
         .await
-        .expect("the access database task panicked")
+        .unwrap_or_else(|e| {
+            Err(AccessError::Interrupted(format!(
+                "the access database task did not finish: {e}"
+            )))
+        })
     }
 
     /// Creates a token and returns it: the only time it is ever shown.

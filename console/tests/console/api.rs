@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use weir_console::ConsoleSettings;
 
-use crate::common::{component, fixture, fixture_with, golden};
+use crate::common::{component, fixture, fixture_on, fixture_with, golden};
 
 #[tokio::test]
 async fn uploads_pass_the_hosts_checks_or_are_refused_with_a_reason() {
@@ -315,4 +315,90 @@ async fn every_documented_operation_is_served() {
             assert!(served, "{method} {path}: {:?}", answer.status);
         }
     }
+}
+
+#[tokio::test]
+async fn the_console_works_the_same_on_the_registry_on_aws() {
+    use weir_aws::{AwsBackends, AwsClients, AwsSettings, provision};
+    use weir_testkit::moto;
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    provision::create_all(&clients, &settings, 1).await.unwrap();
+    let registry = AwsBackends::connect(&clients, &settings)
+        .await
+        .unwrap()
+        .registry;
+    let f = fixture_on(
+        tempfile::tempdir().unwrap(),
+        registry,
+        ConsoleSettings::default(),
+    )
+    .await;
+
+    let uploaded = f
+        .upload(
+            &f.admin,
+            &component("transaction"),
+            Some(&golden("transaction")),
+            None,
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.text());
+    assert_eq!(
+        f.upload(&f.admin, &component("transaction"), None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let own = f
+        .upload(&f.tenant_a, &component("tagger"), None, None)
+        .await;
+    assert_eq!(own.json()["version"]["tenant"], "acme");
+    let path = "/api/v1/bindings/acme/transaction";
+    for version in ["transaction@1.0.0", "tagger@2.0.0"] {
+        let answer = f
+            .api(
+                "PUT",
+                path,
+                Some(&f.tenant_a),
+                Some(json!({ "version": version })),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    assert_eq!(
+        f.api(
+            "PUT",
+            path,
+            Some(&f.tenant_b),
+            Some(json!({ "version": "tagger@2.0.0" }))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let back = f
+        .api("POST", &format!("{path}/rollback"), Some(&f.tenant_a), None)
+        .await
+        .json();
+    assert_eq!(back["revision"], 3);
+    let golden_run = f
+        .api(
+            "POST",
+            "/api/v1/versions/transaction@1.0.0/golden/run",
+            Some(&f.tenant_b),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(golden_run["passed"], true);
+    let b_versions = f
+        .api("GET", "/api/v1/versions", Some(&f.tenant_b), None)
+        .await
+        .json();
+    assert_eq!(
+        b_versions["versions"].as_array().unwrap().len(),
+        1,
+        "B does not see A's tagger"
+    );
 }

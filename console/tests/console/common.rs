@@ -8,13 +8,14 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use tower::ServiceExt as _;
 use weir_console::{AccessStore, Console, ConsoleSettings, Role};
+use weir_core::registry::Registry;
 use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
 use weir_runtime::{Runtime, RuntimeSettings};
 use weir_testkit::build::{repo_plugin, repo_root, shared_cache_dir};
 
-pub struct Fixture {
+pub struct Fixture<R = EmbeddedRegistry> {
     pub dir: tempfile::TempDir,
-    pub console: Arc<Console<EmbeddedRegistry>>,
+    pub console: Arc<Console<R>>,
     pub admin: String,
     /// Tenant `acme`.
     pub tenant_a: String,
@@ -31,6 +32,15 @@ pub async fn fixture_with(settings: ConsoleSettings) -> Fixture {
     let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
     let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
     let registry = EmbeddedRegistry::open(state, objects).await.unwrap();
+    fixture_on(dir, registry, settings).await
+}
+
+/// A console on `registry`, its tokens under `dir`.
+pub async fn fixture_on<R: Registry + 'static>(
+    dir: tempfile::TempDir,
+    registry: R,
+    settings: ConsoleSettings,
+) -> Fixture<R> {
     let runtime = Runtime::new(RuntimeSettings {
         cache_dir: Some(shared_cache_dir()),
         ..Default::default()
@@ -123,7 +133,7 @@ impl Answer {
     }
 }
 
-impl Fixture {
+impl<R: Registry + 'static> Fixture<R> {
     pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = weir_console::router(self.console.clone())
             .oneshot(request)

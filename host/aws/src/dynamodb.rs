@@ -26,35 +26,35 @@ pub struct DynamoMetadataStore {
     metrics_table: String,
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn list(values: &[String]) -> AttributeValue {
+pub(crate) fn list(values: &[String]) -> AttributeValue {
     AttributeValue::L(values.iter().map(|v| s(v.clone())).collect())
 }
 
-fn get_s(item: &Item, name: &str) -> String {
+pub(crate) fn get_s(item: &Item, name: &str) -> String {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default()
 }
 
-fn get_n<T: std::str::FromStr + Default>(item: &Item, name: &str) -> T {
+pub(crate) fn get_n<T: std::str::FromStr + Default>(item: &Item, name: &str) -> T {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_default()
 }
 
-fn get_list(item: &Item, name: &str) -> Vec<String> {
+pub(crate) fn get_list(item: &Item, name: &str) -> Vec<String> {
     item.get(name)
         .and_then(|v| v.as_l().ok())
         .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())

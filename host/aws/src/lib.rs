@@ -11,6 +11,8 @@
 //! - [`SqsDeadLetterQueue`]: batched sends with attributes (reason, kind,
 //!   stage, shard, sequence number); a payload too large for a message goes
 //!   to S3 and the message carries a pointer.
+//! - [`DynamoRegistry`]: the plugin registry, components in S3 and the rest
+//!   in one table, each change one transaction.
 //! - [`KinesisStream`]: PutRecords with per-record results, GetRecords
 //!   through cached shard iterators from any starting position, checkpoints
 //!   in DynamoDB moved forward only by a conditional write.
@@ -24,6 +26,7 @@ mod dynamodb;
 mod error;
 mod kinesis;
 pub mod provision;
+mod registry;
 mod s3;
 mod sqs;
 
@@ -34,6 +37,7 @@ use weir_core::backend::BackendError;
 
 pub use dynamodb::{DynamoCheckpoints, DynamoMetadataStore, SHARD_INDEX};
 pub use kinesis::KinesisStream;
+pub use registry::DynamoRegistry;
 pub use s3::{Encryption, MULTIPART_THRESHOLD, S3ObjectStore};
 pub use sqs::SqsDeadLetterQueue;
 
@@ -72,6 +76,9 @@ pub struct AwsSettings {
         default_value = "weir-checkpoints"
     )]
     pub checkpoints_table: String,
+    /// The plugin registry's table (components go to the raw bucket's `plugins/`).
+    #[arg(long, env = "WEIR_REGISTRY_TABLE", default_value = "weir-registry")]
+    pub registry_table: String,
     /// The dead-letter queue's name.
     #[arg(
         long,
@@ -98,6 +105,7 @@ impl AwsSettings {
             metadata_table: format!("{prefix}-batch-metadata"),
             metrics_table: format!("{prefix}-metrics"),
             checkpoints_table: format!("{prefix}-checkpoints"),
+            registry_table: format!("{prefix}-registry"),
             dead_letter_queue: format!("{prefix}-dead-letters"),
             sse: "bucket-default".into(),
             sse_kms_key: None,
@@ -169,6 +177,7 @@ impl AwsClients {
 /// The AWS implementation of every seam, for one set of resources.
 #[derive(Debug)]
 pub struct AwsBackends {
+    pub registry: DynamoRegistry,
     pub objects: S3ObjectStore,
     pub dead_letters: SqsDeadLetterQueue,
     pub metadata: DynamoMetadataStore,
@@ -210,6 +219,11 @@ impl AwsBackends {
                 .to_owned()
         };
         Ok(Self {
+            registry: DynamoRegistry::new(
+                clients.dynamodb.clone(),
+                &settings.registry_table,
+                objects.clone(),
+            ),
             dead_letters: SqsDeadLetterQueue::new(clients.sqs.clone(), queue_url, objects.clone()),
             objects,
             metadata: DynamoMetadataStore::new(

@@ -49,6 +49,7 @@ pub async fn create_all(
         false,
     )
     .await?;
+    create_table(clients, &settings.registry_table, ("pk", Some("sk")), false).await?;
     for table in [&settings.metadata_table, &settings.metrics_table] {
         let ttl = TimeToLiveSpecification::builder()
             .enabled(true)

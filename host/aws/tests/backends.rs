@@ -332,3 +332,71 @@ async fn the_stream_puts_reads_every_shard_in_order_and_checkpoints_forward_only
     );
     assert_eq!(stream.checkpoint("other", shard).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_registry_keeps_the_registry_contract() {
+    use weir_testkit::registry_contract;
+    let first = aws().await;
+    registry_contract::versions_are_content_addressed_and_immutable(&first.backends.registry).await;
+    // Components live in the raw bucket under plugins/.
+    let keys = bucket_keys(&first, &first.settings.raw_bucket).await;
+    let v1 = registry_contract::version("tx", "1.0.0", b"component one");
+    assert!(
+        keys.contains(&format!("plugins/{}.wasm", v1.sha256)),
+        "{keys:?}"
+    );
+
+    // The activation checks start from an empty registry: tables of their own.
+    let fresh = aws().await.backends.registry;
+    registry_contract::activations_are_atomic_revisioned_audited_and_roll_back(&fresh).await;
+}
+
+#[tokio::test]
+async fn concurrent_activations_from_one_revision_let_exactly_one_win() {
+    use weir_core::registry::{Registry, RegistryError};
+    use weir_testkit::registry_contract::{BY_ALICE, acme, version};
+    let aws = aws().await;
+    let registry = &aws.backends.registry;
+    let versions: Vec<_> = (0..6)
+        .map(|i| {
+            let bytes = format!("component {i}").into_bytes();
+            (version("tx", &format!("1.0.{i}"), &bytes), bytes)
+        })
+        .collect();
+    for (v, bytes) in &versions {
+        registry
+            .add_version(v.clone(), bytes.clone(), None, BY_ALICE)
+            .await
+            .unwrap();
+    }
+    registry
+        .activate(&acme(), &versions[0].0.sha256, vec![], Some(0), BY_ALICE)
+        .await
+        .unwrap();
+    let attempts = versions[1..].iter().map(|(v, _)| {
+        let registry = registry.clone();
+        let sha = v.sha256.clone();
+        tokio::spawn(async move {
+            registry
+                .activate(&acme(), &sha, vec![], Some(1), BY_ALICE)
+                .await
+        })
+    });
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(record) => {
+                won += 1;
+                assert_eq!(record.revision, 2);
+            }
+            Err(RegistryError::Conflict { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "one activation from revision 1 wins, the others conflict"
+    );
+    let (_, bindings) = registry.bindings().await.unwrap();
+    assert_eq!(bindings[0].revision, 2);
+}

@@ -12,7 +12,9 @@ use weir_console::{AccessStore, Console, ConsoleSettings, Role};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
 
-use crate::wiring::{self, StreamArgs};
+use crate::wiring::{self, Backend, StreamArgs};
+use weir_aws::{AwsBackends, AwsClients, AwsSettings};
+use weir_core::registry::Registry;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -22,6 +24,13 @@ pub enum Command {
         listen: ListenArgs,
         #[command(flatten)]
         target: StreamArgs,
+        /// Where the registry lives: the embedded one under --data-dir, or
+        /// the AWS one (--registry-table, components in --raw-bucket). The
+        /// console's tokens stay under --data-dir either way.
+        #[arg(long, value_enum, default_value = "embedded")]
+        backend: Backend,
+        #[command(flatten)]
+        aws: Box<AwsSettings>,
     },
     /// API tokens: shown once when created, stored hashed.
     #[command(subcommand)]
@@ -72,8 +81,8 @@ pub fn access_store(data_dir: &Path) -> anyhow::Result<AccessStore> {
 
 /// Binds the console's address and serves it in the background; returns the
 /// address it listens on (useful with port 0).
-pub async fn start(
-    registry: EmbeddedRegistry,
+pub async fn start<R: Registry + 'static>(
+    registry: R,
     runtime: Runtime,
     access: AccessStore,
     listen: &ListenArgs,
@@ -107,11 +116,25 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
         .build()?;
     tokio.block_on(async move {
         match command {
-            Command::Serve { listen, target } => {
-                let (objects, state) = wiring::embedded(&target.data_dir)?;
-                let registry = EmbeddedRegistry::open(state, objects).await?;
+            Command::Serve {
+                listen,
+                target,
+                backend,
+                aws,
+            } => {
                 let access = access_store(&target.data_dir)?;
-                let address = start(registry, runtime, access, &listen).await?;
+                let address = match backend {
+                    Backend::Embedded => {
+                        let (objects, state) = wiring::embedded(&target.data_dir)?;
+                        let registry = EmbeddedRegistry::open(state, objects).await?;
+                        start(registry, runtime, access, &listen).await?
+                    }
+                    Backend::Aws => {
+                        let clients = AwsClients::from_env().await;
+                        let backends = AwsBackends::connect(&clients, &aws).await?;
+                        start(backends.registry, runtime, access, &listen).await?
+                    }
+                };
                 eprintln!(
                     "console at http://{address}/ (sign in with a token from `weir console token create`; Ctrl-C to stop)"
                 );

@@ -12,6 +12,7 @@ mod plugin_run;
 mod plugin_test;
 mod produce;
 mod registry;
+mod replay;
 mod serve;
 mod tables;
 mod wiring;
@@ -84,6 +85,8 @@ enum Command {
     /// The plugin registry: upload, list, activate, roll back, audit.
     #[command(subcommand)]
     Registry(registry::Command),
+    /// Backfill: re-run enrichment (optionally a chosen version) over a time range of raw objects.
+    Replay(replay::Args),
     /// The console: plugins, versions, bindings and audit over HTTP; its tokens.
     #[command(subcommand)]
     Console(console::Command),
@@ -202,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Aws(command) => aws::run(command),
         Command::Registry(command) => registry::run(runtime(cli.cache_dir)?, command),
         Command::Batches(args) => tables::batches(args),
+        Command::Replay(args) => replay::run(runtime(cli.cache_dir)?, args),
         Command::Console(command) => console::run(runtime(cli.cache_dir)?, command),
     }
 }

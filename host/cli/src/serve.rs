@@ -37,7 +37,7 @@ pub struct Args {
     /// transformer enriches each raw object (default: enrich in the batch).
     #[arg(long)]
     two_stage: bool,
-    /// How often the registry is checked for activations (embedded backend).
+    /// How often the registry is checked for activations.
     #[arg(long, default_value_t = 500)]
     registry_poll_ms: u64,
     /// Where the stream and the output live.
@@ -103,6 +103,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             Backend::Aws => {
                 let clients = AwsClients::from_env().await;
                 let backends = AwsBackends::connect(&clients, &args.aws).await?;
+                let follower = RegistryRouter::new(backends.registry, runtime.clone(), router.clone());
                 let pipeline = Pipeline {
                     objects: backends.objects,
                     dead_letters: backends.dead_letters,
@@ -110,11 +111,19 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
                     router: router.into(),
                     settings,
                 };
+                let follow = tokio::spawn(follow_registry(
+                    follower,
+                    pipeline.router.clone(),
+                    Duration::from_millis(args.registry_poll_ms),
+                    std::future::pending(),
+                ));
                 eprintln!(
-                    "serving Kinesis stream `{}` into s3://{} and s3://{} (Ctrl-C to stop)",
-                    args.aws.stream, args.aws.raw_bucket, args.aws.processed_bucket
+                    "serving Kinesis stream `{}` into s3://{} and s3://{}, following registry table {} (Ctrl-C to stop)",
+                    args.aws.stream, args.aws.raw_bucket, args.aws.processed_bucket, args.aws.registry_table
                 );
-                until_ctrl_c(backends.stream, pipeline, consumer).await
+                let served = until_ctrl_c(backends.stream, pipeline, consumer).await;
+                follow.abort();
+                served
             }
         }
     })

@@ -30,6 +30,20 @@ pub struct PluginVersion {
     pub tenant: Option<String>,
 }
 
+/// Hex SHA-256 of a component: a version's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `text` is a hex SHA-256: what keys built from it may contain.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl PluginVersion {
     /// `name@version`.
     pub fn label(&self) -> String {

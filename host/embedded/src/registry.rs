@@ -3,7 +3,6 @@
 //! audit log in SQLite, each change one transaction.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use sha2::{Digest, Sha256};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::registry::{
     AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, RegistryError,
@@ -69,8 +68,7 @@ fn golden_key(sha256: &str) -> String {
 
 /// `Err` names what is wrong: keys built from it must stay inside `plugins/`.
 fn checked_sha(sha256: &str) -> Result<&str, RegistryError> {
-    let is_hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hex {
+    if weir_core::registry::is_sha256_hex(sha256) {
         Ok(sha256)
     } else {
         Err(RegistryError::NotFound(format!(
@@ -79,13 +77,7 @@ fn checked_sha(sha256: &str) -> Result<&str, RegistryError> {
     }
 }
 
-/// Hex SHA-256 of a component.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use weir_core::registry::sha256_hex;
 
 fn tenant_column(key: &BindingKey) -> &str {
     key.tenant.as_deref().unwrap_or("")

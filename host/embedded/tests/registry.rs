@@ -1,9 +1,9 @@
-//! The embedded registry: immutable content-addressed versions, atomic
-//! activations with revisions, rollback, the generation hosts poll, and the
-//! audit log.
+//! The embedded registry: the registry contract (`weir_testkit::registry_contract`),
+//! and where it keeps components.
 
-use weir_core::registry::{BindingKey, Change, PluginVersion, Registry, RegistryError};
-use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState, sha256_hex};
+use weir_core::registry::Registry;
+use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
+use weir_testkit::registry_contract::{self, version};
 
 async fn registry(dir: &std::path::Path) -> EmbeddedRegistry {
     let state = SqliteState::open(dir.join("weir.db")).unwrap();
@@ -11,212 +11,28 @@ async fn registry(dir: &std::path::Path) -> EmbeddedRegistry {
     EmbeddedRegistry::open(state, objects).await.unwrap()
 }
 
-fn version(name: &str, version: &str, component: &[u8]) -> PluginVersion {
-    PluginVersion {
-        name: name.into(),
-        version: version.into(),
-        sha256: sha256_hex(component),
-        size: component.len() as u64,
-        contract: "weir:plugin@0.1.0".into(),
-        event_types: vec!["transaction".into()],
-        uploader: "alice".into(),
-        uploaded_at: format!("2024-01-15T10:0{}:00Z", version.len()),
-        notes: String::new(),
-        tenant: None,
-    }
-}
-
-const BY_ALICE: Change<'static> = Change {
-    actor: "alice",
-    at: "2024-01-15T11:00:00Z",
-};
-
-fn acme() -> BindingKey {
-    BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    }
-}
-
 #[tokio::test]
 async fn versions_are_content_addressed_and_immutable() {
     let dir = tempfile::tempdir().unwrap();
     let r = registry(dir.path()).await;
+    registry_contract::versions_are_content_addressed_and_immutable(&r).await;
+    // Components are files under the object store's plugins/.
     let v1 = version("tx", "1.0.0", b"component one");
-    assert!(
-        r.add_version(v1.clone(), b"component one".to_vec(), None, BY_ALICE)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !r.add_version(v1.clone(), b"component one".to_vec(), None, BY_ALICE)
-            .await
-            .unwrap(),
-        "the same upload twice"
-    );
-    let other = version("tx", "1.0.0", b"something else");
-    let e = r
-        .add_version(other, b"something else".to_vec(), None, BY_ALICE)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, RegistryError::Refused(ref why) if why.contains("immutable")),
-        "{e}"
-    );
-    let mut lying = version("tx", "2.0.0", b"two");
-    lying.sha256 = sha256_hex(b"not two");
-    assert!(matches!(
-        r.add_version(lying, b"two".to_vec(), None, BY_ALICE).await,
-        Err(RegistryError::Refused(_))
-    ));
-
-    let mut owned = version("tx", "1.1.0", b"v11");
-    owned.tenant = Some("acme".into());
-    let cases = r#"{"cases": []}"#.to_owned();
-    r.add_version(owned, b"v11".to_vec(), Some(cases.clone()), BY_ALICE)
-        .await
-        .unwrap();
-    let listed: Vec<String> = r
-        .versions(Some("tx"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(listed, ["1.1.0", "1.0.0"], "newest first");
-    assert_eq!(
-        r.component(&v1.sha256).await.unwrap().unwrap(),
-        b"component one"
-    );
     assert!(
         dir.path()
             .join("objects/plugins")
             .join(format!("{}.wasm", v1.sha256))
             .exists()
     );
-    assert!(r.component("../../etc/passwd").await.is_err());
-    assert!(r.golden("../../etc/passwd").await.is_err());
-
-    // The owner and the golden cases come back with the version.
-    let v11 = &r.versions(Some("tx")).await.unwrap()[0];
-    assert_eq!(v11.tenant.as_deref(), Some("acme"));
-    assert_eq!(r.golden(&v11.sha256).await.unwrap(), Some(cases));
-    assert_eq!(r.golden(&v1.sha256).await.unwrap(), None);
-    assert_eq!(r.versions(Some("tx")).await.unwrap()[1].tenant, None);
+    // Reopened, it has what it had.
+    drop(r);
+    let again = registry(dir.path()).await;
+    assert_eq!(again.versions(Some("tx")).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn activations_are_atomic_revisioned_audited_and_roll_back() {
     let dir = tempfile::tempdir().unwrap();
     let r = registry(dir.path()).await;
-    let v1 = version("tx", "1.0.0", b"one");
-    let v2 = version("tx", "2.0.0", b"two");
-    for v in [&v1, &v2] {
-        r.add_version(
-            v.clone(),
-            if v.version == "1.0.0" {
-                b"one".to_vec()
-            } else {
-                b"two".to_vec()
-            },
-            None,
-            BY_ALICE,
-        )
-        .await
-        .unwrap();
-    }
-    let g0 = r.generation().await.unwrap();
-    let config = vec![("threshold".to_owned(), "500".to_owned())];
-    let first = r
-        .activate(&acme(), &v1.sha256, config.clone(), Some(0), BY_ALICE)
-        .await
-        .unwrap();
-    assert_eq!((first.revision, first.config.clone()), (1, config));
-    assert!(r.generation().await.unwrap() > g0, "hosts see the change");
-
-    // Two admins race from revision 1: one wins, the other is told.
-    r.activate(&acme(), &v2.sha256, vec![], Some(1), BY_ALICE)
-        .await
-        .unwrap();
-    let e = r
-        .activate(&acme(), &v1.sha256, vec![], Some(1), BY_ALICE)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            RegistryError::Conflict {
-                actual: Some(2),
-                ..
-            }
-        ),
-        "{e}"
-    );
-
-    let unknown = "0".repeat(64);
-    assert!(matches!(
-        r.activate(&acme(), &unknown, vec![], None, BY_ALICE).await,
-        Err(RegistryError::NotFound(_))
-    ));
-    let wrong_type = BindingKey {
-        tenant: None,
-        event_type: "metric".into(),
-    };
-    assert!(matches!(
-        r.activate(&wrong_type, &v1.sha256, vec![], None, BY_ALICE)
-            .await,
-        Err(RegistryError::Refused(_))
-    ));
-
-    let back = r
-        .rollback(
-            &acme(),
-            Change {
-                actor: "bob",
-                at: "2024-01-15T12:00:00Z",
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (back.sha256.as_str(), back.revision),
-        (v1.sha256.as_str(), 3)
-    );
-    assert_eq!(
-        back.config,
-        vec![("threshold".to_owned(), "500".to_owned())],
-        "with the config it had"
-    );
-    let (generation, bindings) = r.bindings().await.unwrap();
-    assert_eq!(generation, r.generation().await.unwrap());
-    assert_eq!(bindings, vec![back.clone()]);
-
-    let audit = r.audit(10).await.unwrap();
-    let actions: Vec<(&str, &str)> = audit
-        .iter()
-        .map(|a| (a.action.as_str(), a.actor.as_str()))
-        .collect();
-    assert_eq!(
-        actions,
-        [
-            ("rollback", "bob"),
-            ("activate", "alice"),
-            ("activate", "alice"),
-            ("add-version", "alice"),
-            ("add-version", "alice")
-        ]
-    );
-    assert_eq!(
-        (audit[0].before.as_deref(), audit[0].after.as_deref()),
-        (Some(v2.sha256.as_str()), Some(v1.sha256.as_str()))
-    );
-    assert_eq!(audit[0].subject, "acme/transaction");
-    let none = BindingKey {
-        tenant: None,
-        event_type: "transaction".into(),
-    };
-    assert!(matches!(
-        r.rollback(&none, BY_ALICE).await,
-        Err(RegistryError::NotFound(_))
-    ));
+    registry_contract::activations_are_atomic_revisioned_audited_and_roll_back(&r).await;
 }

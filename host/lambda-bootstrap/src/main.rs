@@ -10,11 +10,18 @@
 //! precompiled artifacts from `WEIR_CACHE_DIR` when the package ships them),
 //! each bound as the default for the event types it declares.
 //!
+//! Hot swap: the registry's bindings go over the shipped ones. An invocation
+//! checks the registry's generation (one DynamoDB read) when the last check
+//! is older than `WEIR_REGISTRY_TTL_MS` (5 s by default; 0: every
+//! invocation) and swaps in the new bindings before its batch; a batch runs
+//! on the bindings it started with. A registry that cannot be read leaves the
+//! current bindings in place and is logged.
+//!
 //! `WEIR_INIT_CHECK=1` runs the init alone and prints how long it took and
 //! the resident memory, then exits: the init benchmark.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -22,10 +29,10 @@ use clap::Parser;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use weir_aws::{
-    AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, KinesisStream, S3ObjectStore,
-    SqsDeadLetterQueue,
+    AwsBackends, AwsClients, AwsSettings, DynamoMetadataStore, DynamoRegistry, KinesisStream,
+    S3ObjectStore, SqsDeadLetterQueue,
 };
-use weir_pipeline::{Mode, Pipeline, PipelineSettings};
+use weir_pipeline::{Mode, Pipeline, PipelineSettings, RegistryRouter};
 use weir_runtime::router::Router;
 use weir_runtime::{Runtime, RuntimeSettings};
 
@@ -46,6 +53,9 @@ struct Config {
     /// `single-stage` (enrich in the Kinesis handler) or `two-stage`.
     #[arg(long, env = "WEIR_MODE", default_value = "single-stage")]
     mode: String,
+    /// How old the registry check may be before an invocation checks again.
+    #[arg(long, env = "WEIR_REGISTRY_TTL_MS", default_value_t = 5000)]
+    registry_ttl_ms: u64,
 }
 
 type AwsPipeline = Pipeline<S3ObjectStore, SqsDeadLetterQueue, DynamoMetadataStore>;
@@ -54,6 +64,36 @@ type AwsPipeline = Pipeline<S3ObjectStore, SqsDeadLetterQueue, DynamoMetadataSto
 struct Function {
     pipeline: AwsPipeline,
     stream: KinesisStream,
+    registry: tokio::sync::Mutex<Following>,
+    registry_ttl: Duration,
+}
+
+/// The registry's bindings as last checked.
+struct Following {
+    follower: RegistryRouter<DynamoRegistry>,
+    checked_at: Option<Instant>,
+}
+
+impl Function {
+    /// Swaps in the registry's bindings if they changed and the last check
+    /// is older than the TTL.
+    async fn follow_registry(&self) {
+        let mut following = self.registry.lock().await;
+        if following
+            .checked_at
+            .is_some_and(|at| at.elapsed() < self.registry_ttl)
+        {
+            return;
+        }
+        match following.follower.refresh(&self.pipeline.router).await {
+            Ok(Some(generation)) => tracing::info!(generation, "registry bindings activated"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the registry could not be read; keeping the current bindings")
+            }
+        }
+        following.checked_at = Some(Instant::now());
+    }
 }
 
 /// Loads every component in `dir` and binds each as the default for its
@@ -87,7 +127,9 @@ async fn init(config: &Config) -> anyhow::Result<Function> {
         cache_dir: Some(config.cache_dir.clone()),
         ..Default::default()
     })?;
-    let router = bindings(&runtime, &config.plugin_dir)?;
+    let shipped = bindings(&runtime, &config.plugin_dir)?;
+    let follower = RegistryRouter::new(backends.registry, runtime, shipped.clone());
+    let router = shipped;
     let pipeline = Pipeline {
         objects: backends.objects,
         dead_letters: backends.dead_letters,
@@ -98,10 +140,17 @@ async fn init(config: &Config) -> anyhow::Result<Function> {
             ..Default::default()
         },
     };
-    Ok(Function {
+    let function = Function {
         pipeline,
         stream: backends.stream,
-    })
+        registry: tokio::sync::Mutex::new(Following {
+            follower,
+            checked_at: None,
+        }),
+        registry_ttl: Duration::from_millis(config.registry_ttl_ms),
+    };
+    function.follow_registry().await;
+    Ok(function)
 }
 
 /// Routes an event to its handler by its records' `eventSource`; an event
@@ -119,6 +168,7 @@ async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Value,
         );
         return Ok(serde_json::to_value(stats)?);
     }
+    function.follow_registry().await;
     let source = event.payload["Records"][0]["eventSource"]
         .as_str()
         .unwrap_or("aws:kinesis");
@@ -164,11 +214,30 @@ async fn main() -> Result<(), Error> {
     let config = Config::parse_from(["bootstrap"]);
     let function = init(&config).await.map_err(|e| format!("{e:#}"))?;
     let init_ms = started.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(init_ms, rss_kib = rss_kib(), "ready");
+    let generation = function.registry.lock().await.follower.generation();
+    tracing::info!(
+        init_ms,
+        rss_kib = rss_kib(),
+        registry_generation = generation,
+        "ready"
+    );
     if std::env::var_os("WEIR_INIT_CHECK").is_some() {
+        let acme = function
+            .pipeline
+            .router
+            .snapshot()
+            .resolve("acme", "transaction")
+            .binding()
+            .map(|b| b.plugin.label().to_owned());
         println!(
             "{}",
-            serde_json::json!({ "init_ms": init_ms, "rss_kib": rss_kib() })
+            serde_json::json!({
+                "init_ms": init_ms,
+                "rss_kib": rss_kib(),
+                "registry_generation": generation,
+                // What acme's transactions are bound to: a probe for tests.
+                "acme_transaction": acme,
+            })
         );
         return Ok(());
     }

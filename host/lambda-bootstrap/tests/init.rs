@@ -30,6 +30,7 @@ fn bootstrap(settings: &AwsSettings, plugin_dir: &std::path::Path) -> Command {
         .env("WEIR_METADATA_TABLE", &settings.metadata_table)
         .env("WEIR_METRICS_TABLE", &settings.metrics_table)
         .env("WEIR_DEAD_LETTER_QUEUE", &settings.dead_letter_queue)
+        .env("WEIR_REGISTRY_TABLE", &settings.registry_table)
         .env("WEIR_PLUGIN_DIR", plugin_dir)
         .env("WEIR_CACHE_DIR", shared_cache_dir())
         .env("WEIR_INIT_CHECK", "1");
@@ -69,4 +70,62 @@ async fn a_missing_queue_or_a_bad_mode_fails_init_with_the_setting_named() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("WEIR_MODE `three-stage`"), "{stderr}");
+}
+
+#[tokio::test]
+async fn init_binds_what_the_registry_has_activated_over_the_shipped_plugins() {
+    use weir_core::registry::{BindingKey, Change, Registry};
+    let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    provision::create_all(&clients, &settings, 1).await.unwrap();
+    let plugins = plugin_dir();
+    let run = || {
+        let output = bootstrap(&settings, plugins.path()).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let before = run();
+    assert_eq!(
+        before["acme_transaction"], "transaction@1.0.0",
+        "the shipped default"
+    );
+    assert_eq!(before["registry_generation"], 0);
+
+    // An operator activates the tagger for acme in the registry on AWS.
+    let backends = weir_aws::AwsBackends::connect(&clients, &settings)
+        .await
+        .unwrap();
+    let component = std::fs::read(repo_plugin("tagger")).unwrap();
+    let runtime = weir_runtime::Runtime::new(weir_runtime::RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let version = weir_testkit::registry_contract::version_of_component(&runtime, &component);
+    let change = Change {
+        actor: "alice",
+        at: "2024-01-15T10:00:00Z",
+    };
+    backends
+        .registry
+        .add_version(version.clone(), component, None, change)
+        .await
+        .unwrap();
+    let acme = BindingKey {
+        tenant: Some("acme".into()),
+        event_type: "transaction".into(),
+    };
+    backends
+        .registry
+        .activate(&acme, &version.sha256, vec![], None, change)
+        .await
+        .unwrap();
+
+    let after = run();
+    assert_eq!(after["acme_transaction"], "tagger@2.0.0", "{after}");
+    assert_eq!(after["registry_generation"], 1);
 }

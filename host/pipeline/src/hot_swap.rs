@@ -42,6 +42,11 @@ impl<R: Registry> RegistryRouter<R> {
         }
     }
 
+    /// The registry generation the router was last built from.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
     /// Puts a new router in `shared` if the registry changed since the last
     /// call; returns the generation it now follows when it did.
     pub async fn refresh(&mut self, shared: &SharedRouter) -> Result<Option<u64>, RegistryError> {

@@ -19,8 +19,10 @@ mod consumer;
 mod enrich;
 mod hot_swap;
 mod raw;
+mod replay;
 mod transform;
 
 pub use batch::{BatchCounts, BatchResult, Mode, Pipeline, PipelineSettings};
 pub use consumer::{ConsumeReport, ConsumerSettings, drain, serve};
 pub use hot_swap::{RegistryRouter, follow_registry};
+pub use replay::{ReplayProgress, ReplayRange};

@@ -7,13 +7,14 @@ mod common;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use weir_core::backend::ObjectStore;
-use weir_core::registry::{BindingKey, Change, PluginVersion, Registry};
+use weir_core::registry::{BindingKey, Registry};
 use weir_core::stream::{SequenceNumber, StreamRecord};
-use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState, sha256_hex};
+use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
 use weir_pipeline::{PipelineSettings, RegistryRouter};
 use weir_runtime::router::{Route, Router};
 use weir_runtime::{Runtime, RuntimeSettings};
 use weir_testkit::build::{repo_plugin, shared_cache_dir};
+use weir_testkit::registry_contract::BY_ALICE;
 
 fn now() -> DateTime<Utc> {
     weir_core::time::parse_rfc3339("2024-01-15T10:31:00Z").unwrap()
@@ -57,28 +58,8 @@ async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_their
     let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
         .await
         .unwrap();
-    let component = std::fs::read(repo_plugin("transaction")).unwrap();
-    let sha256 = sha256_hex(&component);
-    let version = PluginVersion {
-        name: "transaction".into(),
-        version: "1.0.0".into(),
-        sha256: sha256.clone(),
-        size: component.len() as u64,
-        contract: "weir:plugin@0.1.0".into(),
-        event_types: vec!["transaction".into()],
-        uploader: "alice".into(),
-        uploaded_at: "2024-01-15T10:00:00Z".into(),
-        notes: String::new(),
-        tenant: None,
-    };
-    let change = Change {
-        actor: "alice",
-        at: "2024-01-15T10:00:00Z",
-    };
-    registry
-        .add_version(version, component, None, change)
-        .await
-        .unwrap();
+    let sha256 = upload(&registry, "transaction").await;
+    let change = BY_ALICE;
 
     let pipeline = common::pipeline(
         objects.clone(),
@@ -172,4 +153,377 @@ async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_their
         .collect();
     assert_eq!(acme_high, [true, false, true], "700 is high for acme now");
     assert_eq!(globex_high, [true, false, false]);
+}
+
+/// Uploads a repository plugin; returns its SHA-256.
+async fn upload(registry: &EmbeddedRegistry, name: &str) -> String {
+    let component = std::fs::read(repo_plugin(name)).unwrap();
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let version = weir_testkit::registry_contract::version_of_component(&runtime, &component);
+    let sha256 = version.sha256.clone();
+    registry
+        .add_version(version, component, None, BY_ALICE)
+        .await
+        .unwrap();
+    sha256
+}
+
+/// The label of the plugin the running router gives acme's transactions.
+fn serving(router: &weir_runtime::router::SharedRouter) -> Option<String> {
+    router
+        .snapshot()
+        .resolve("acme", "transaction")
+        .binding()
+        .map(|b| b.plugin.label().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_swaps_under_continuous_production_lose_nothing_and_repeat_nothing() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    use weir_core::stream::{PutRecord, StreamSink};
+    use weir_embedded::{EmbeddedStream, StreamSettings};
+    use weir_pipeline::{ConsumerSettings, follow_registry, serve};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
+        .await
+        .unwrap();
+    let transaction = upload(&registry, "transaction").await;
+    let tagger = upload(&registry, "tagger").await;
+    let acme = BindingKey {
+        tenant: Some("acme".into()),
+        event_type: "transaction".into(),
+    };
+    registry
+        .activate(&acme, &transaction, vec![], Some(0), BY_ALICE)
+        .await
+        .unwrap();
+
+    let pipeline = Arc::new(common::pipeline(
+        objects.clone(),
+        &state,
+        Router::new(),
+        PipelineSettings::default(),
+    ));
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    follower.refresh(&pipeline.router).await.unwrap();
+    let follow = tokio::spawn(follow_registry(
+        follower,
+        pipeline.router.clone(),
+        Duration::from_millis(10),
+        std::future::pending(),
+    ));
+
+    let settings = StreamSettings {
+        shard_count: 2,
+        max_records_per_second: u32::MAX,
+        max_bytes_per_second: u64::MAX,
+        ..StreamSettings::new("swap")
+    };
+    let stream = Arc::new(EmbeddedStream::open(state.clone(), settings).await.unwrap());
+    let consumer = ConsumerSettings {
+        name: "swap-test".into(),
+        batch_size: 20,
+        batching_window: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving_task = tokio::spawn(serve(stream.clone(), pipeline.clone(), consumer, async {
+        let _ = stopped.await;
+    }));
+
+    // The producer: numbered transactions for acme, ten every few milliseconds.
+    let produced = Arc::new(AtomicU64::new(0));
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let (stream, produced, producing) = (stream.clone(), produced.clone(), producing.clone());
+        tokio::spawn(async move {
+            while producing.load(Ordering::SeqCst) {
+                let first = produced.load(Ordering::SeqCst);
+                let records = (first..first + 10)
+                    .map(|n| PutRecord {
+                        partition_key: format!("key-{}", n % 13),
+                        data: format!(r#"{{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":{n},"tenant_id":"acme","n":{n}}}"#)
+                            .into_bytes(),
+                    })
+                    .collect();
+                let results = stream.put_records(records).await.unwrap();
+                assert!(
+                    results
+                        .iter()
+                        .all(|r| matches!(r, weir_core::stream::PutResult::Accepted { .. }))
+                );
+                produced.fetch_add(10, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let wait_for_produced = |at_least: u64| {
+        let produced = produced.clone();
+        async move {
+            while produced.load(Ordering::SeqCst) < at_least {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    // Activates `sha` for acme and waits until the running router serves it;
+    // returns how many records had been produced by then.
+    let swap = |sha: String, label: &'static str| {
+        let (registry, router, produced) =
+            (registry.clone(), pipeline.router.clone(), produced.clone());
+        let key = acme.clone();
+        async move {
+            registry
+                .activate(&key, &sha, vec![], None, BY_ALICE)
+                .await
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while serving(&router).as_deref() != Some(label) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the swap to {label} never reached the router"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            produced.load(Ordering::SeqCst)
+        }
+    };
+
+    wait_for_produced(300).await;
+    let first_switch = swap(tagger, "tagger@2.0.0").await;
+    wait_for_produced(first_switch + 300).await;
+    let second_switch = swap(transaction, "transaction@1.0.0").await;
+    wait_for_produced(second_switch + 300).await;
+    producing.store(false, Ordering::SeqCst);
+    producer.await.unwrap();
+    let total = produced.load(Ordering::SeqCst);
+
+    // Every record produced reaches the output; then the service stops.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let mut lines = Vec::new();
+        for key in objects.list("processed/").await.unwrap() {
+            let body = objects.get(&key).await.unwrap().unwrap();
+            for line in String::from_utf8(body).unwrap().lines() {
+                lines.push((key.clone(), serde_json::from_str::<Value>(line).unwrap()));
+            }
+        }
+        if lines.len() as u64 >= total || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop_serving.send(()).unwrap();
+    let report = serving_task.await.unwrap().unwrap();
+    follow.abort();
+    assert_eq!(u64::from(report.counts.records), total);
+    assert_eq!(u64::from(report.counts.enriched), total);
+
+    // No record lost, none processed twice.
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    for (_, line) in &lines {
+        *seen
+            .entry(line["enriched_data"]["n"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len() as u64, total, "every record written");
+    assert!(seen.values().all(|&c| c == 1), "none written twice");
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>()
+    );
+
+    // A batch's object is all one version: in-flight batches finish on theirs.
+    let mut by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, line) in &lines {
+        by_object
+            .entry(key)
+            .or_default()
+            .push(line["metadata"]["plugin"].as_str().unwrap());
+    }
+    assert!(by_object.values().all(|v| v.iter().all(|p| *p == v[0])));
+
+    // In each shard, in stream order: the first version, then the second
+    // after the first swap, then the first again after the second, never back.
+    let mut by_shard: BTreeMap<String, Vec<(u128, String, u64)>> = BTreeMap::new();
+    for (_, line) in &lines {
+        let meta = &line["metadata"];
+        by_shard
+            .entry(meta["shard_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((
+                meta["sequence_number"].as_str().unwrap().parse().unwrap(),
+                meta["plugin"].as_str().unwrap().to_owned(),
+                line["enriched_data"]["n"].as_u64().unwrap(),
+            ));
+    }
+    // Phases: 0 the first version, 1 the second, 2 the first again.
+    let mut phases_seen = [false; 3];
+    for (shard, mut records) in by_shard {
+        records.sort();
+        let mut phase = 0;
+        for (sequence, plugin, n) in &records {
+            let this = match plugin.as_str() {
+                "tagger@2.0.0" => 1,
+                // Produced while the tagger was served, or after it in stream
+                // order: the first version is back, so this is after the second swap.
+                "transaction@1.0.0" if *n >= first_switch || phase >= 1 => 2,
+                "transaction@1.0.0" => 0,
+                other => panic!("{shard}: record {n} by {other}"),
+            };
+            assert!(
+                this >= phase,
+                "{shard}: record {n} (sequence {sequence}) went back to {plugin}"
+            );
+            phase = this;
+            phases_seen[this] = true;
+            if *n >= second_switch {
+                assert_eq!(
+                    plugin, "transaction@1.0.0",
+                    "{shard}: record {n} was produced after the second swap"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        phases_seen, [true; 3],
+        "each version served a share of the traffic"
+    );
+    // The tagger's records say so themselves.
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l["enriched_data"]["tagged_by"] == "tagger@2.0.0")
+    );
+}
+
+/// Transactions of acme and globex at 10:30 and 11:30, from sequence `first`.
+fn two_hours(first: u64) -> Vec<StreamRecord> {
+    [("acme", "10"), ("globex", "10"), ("acme", "11"), ("globex", "11")]
+        .iter()
+        .enumerate()
+        .map(|(i, (tenant, hour))| StreamRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: SequenceNumber::from_u64(first + i as u64),
+            partition_key: format!("k{i}"),
+            data: format!(r#"{{"event_type":"transaction","timestamp":"2024-01-15T{hour}:30:00Z","amount":700,"tenant_id":"{tenant}"}}"#)
+                .into_bytes(),
+            arrival_time: "2024-01-15T11:30:05.000Z".into(),
+        })
+        .collect()
+}
+
+/// Every processed object's key and body.
+async fn processed(objects: &LocalObjectStore) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for key in objects.list("processed/").await.unwrap() {
+        let body = objects.get(&key).await.unwrap().unwrap();
+        all.push((key, String::from_utf8(body).unwrap()));
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_replay_reruns_a_chosen_version_over_a_time_range_idempotently() {
+    use weir_pipeline::ReplayRange;
+    use weir_runtime::router::Binding;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let live = common::pipeline(
+        objects.clone(),
+        &state,
+        common::router(&[("transaction", "transaction")]),
+        PipelineSettings::default(),
+    );
+    live.process_batch("shardId-000000000000", &two_hours(1), now())
+        .await
+        .unwrap();
+    let before = processed(&objects).await;
+    assert!(before.iter().all(|(_, body)| !body.contains("tagger")));
+
+    // Replay 10:00-11:00 with the tagger for acme; the rest keeps its bindings.
+    let mut router = common::router(&[("transaction", "transaction")]);
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let tagger = runtime.load_file(repo_plugin("tagger")).unwrap();
+    router.bind(
+        Some("acme"),
+        "transaction",
+        Binding {
+            plugin: tagger,
+            config: vec![("tag".into(), "backfill".into())],
+            limits: Default::default(),
+        },
+    );
+    let replaying = common::pipeline(objects.clone(), &state, router, PipelineSettings::default());
+    let range = ReplayRange {
+        event_type: "transaction".into(),
+        from: weir_core::time::parse_rfc3339("2024-01-15T10:00:00Z").unwrap(),
+        to: weir_core::time::parse_rfc3339("2024-01-15T11:00:00Z").unwrap(),
+    };
+    let mut seen = Vec::new();
+    let done = replaying
+        .replay(&range, now(), |p| {
+            seen.push((p.objects_done, p.objects_total))
+        })
+        .await
+        .unwrap();
+    assert_eq!((done.objects_done, done.objects_total), (1, 1));
+    assert_eq!(
+        seen,
+        [(0, 1), (1, 1)],
+        "progress before and after each object"
+    );
+    assert_eq!((done.counts.records, done.counts.enriched), (2, 2));
+
+    let after = processed(&objects).await;
+    assert_eq!(
+        after.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        before.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        "the same objects, rewritten in place"
+    );
+    for (key, body) in &after {
+        for line in body.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let replayed = key.contains("hour=10") && v["enriched_data"]["tenant_id"] == "acme";
+            let expected = if replayed {
+                "tagger@2.0.0"
+            } else {
+                "transaction@1.0.0"
+            };
+            assert_eq!(v["metadata"]["plugin"], expected, "{key}: {line}");
+            if replayed {
+                assert_eq!(v["enriched_data"]["tag"], "backfill");
+            }
+        }
+    }
+    // Twice is the same as once.
+    replaying.replay(&range, now(), |_| {}).await.unwrap();
+    assert_eq!(processed(&objects).await, after);
+
+    let empty = ReplayRange {
+        to: range.from,
+        ..range.clone()
+    };
+    assert!(replaying.replay(&empty, now(), |_| {}).await.is_err());
 }

@@ -16,5 +16,6 @@ pub mod golden;
 mod harness;
 pub mod moto;
 pub mod python;
+pub mod registry_contract;
 
 pub use harness::{DEFAULT_TIME, Harness, example_router, payload_event};
