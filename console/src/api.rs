@@ -40,6 +40,15 @@ pub fn routes<R: Registry + 'static>() -> Router<Arc<Console<R>>> {
             "/api/v1/bindings/{tenant}/{event_type}/rollback",
             post(rollback::<R>),
         )
+        .route("/api/v1/shadows", get(shadows::<R>))
+        .route(
+            "/api/v1/shadows/{tenant}/{event_type}",
+            put(start_shadow::<R>).delete(discard_shadow::<R>),
+        )
+        .route(
+            "/api/v1/shadows/{tenant}/{event_type}/promote",
+            post(promote_shadow::<R>),
+        )
         .route("/api/v1/audit", get(audit::<R>))
         .route("/api/v1/denied", get(denied::<R>))
         .route("/api/v1/tokens", get(tokens::<R>).post(create_token::<R>))
@@ -208,6 +217,59 @@ async fn rollback<R: Registry + 'static>(
 ) -> Result<Json<Value>, ApiError> {
     let key = binding_key(&tenant, event_type);
     Ok(Json(json!(c.rollback(&caller, &key).await?)))
+}
+
+async fn shadows<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "shadows": c.visible_shadows(&caller).await? }),
+    ))
+}
+
+/// `PUT /api/v1/shadows/{tenant}/{event_type}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowStart {
+    /// SHA-256 or `name@version` of the candidate.
+    version: String,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    /// 1 to 100.
+    share_percent: u8,
+}
+
+async fn start_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+    Path((tenant, event_type)): Path<(String, String)>,
+    Json(start): Json<ShadowStart>,
+) -> Result<Json<Value>, ApiError> {
+    let key = binding_key(&tenant, event_type);
+    let config = start.config.into_iter().collect();
+    let record = c
+        .start_shadow(&caller, &key, &start.version, config, start.share_percent)
+        .await?;
+    Ok(Json(json!(record)))
+}
+
+async fn promote_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+    Path((tenant, event_type)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let key = binding_key(&tenant, event_type);
+    Ok(Json(json!(c.promote_shadow(&caller, &key).await?)))
+}
+
+async fn discard_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+    Path((tenant, event_type)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let key = binding_key(&tenant, event_type);
+    Ok(Json(json!(c.discard_shadow(&caller, &key).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use weir_core::Outcome;
+use serde_json::Value;
+use weir_core::OutcomeView;
 use weir_core::registry::PluginVersion;
 use weir_runtime::{Limits, Plugin, Runtime};
 use weir_testkit::golden;
@@ -113,39 +113,6 @@ pub struct TestRun {
 
 fn default_tenant() -> String {
     "default".into()
-}
-
-/// What one event came to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum OutcomeView {
-    Enrich { fields: Map<String, Value> },
-    Emit { records: Vec<Map<String, Value>> },
-    Drop { reason: String },
-    Reject { kind: String, message: String },
-}
-
-impl From<&Outcome> for OutcomeView {
-    fn from(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Enrich(fields) => Self::Enrich {
-                fields: fields.to_map(),
-            },
-            Outcome::Emit(records) => Self::Emit {
-                records: records.clone(),
-            },
-            Outcome::Drop(reason) => Self::Drop {
-                reason: reason.clone(),
-            },
-            Outcome::Reject(r) => Self::Reject {
-                kind: serde_json::to_value(r.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                message: r.message.clone(),
-            },
-        }
-    }
 }
 
 /// The result of a test run.

@@ -97,7 +97,36 @@ pub fn document() -> Value {
         "200",
         reference("Binding"),
     );
-    rollback["parameters"] = binding_params;
+    rollback["parameters"] = binding_params.clone();
+    let mut start_shadow = with_body(
+        op(
+            "Run a candidate version in the binding's shadow on a share of its records (audited)",
+            "200",
+            reference("Shadow"),
+        ),
+        json!({
+            "type": "object",
+            "required": ["version", "share_percent"],
+            "properties": {
+                "version": { "type": "string", "description": "SHA-256 or name@version" },
+                "config": { "type": "object", "additionalProperties": { "type": "string" } },
+                "share_percent": { "type": "integer", "minimum": 1, "maximum": 100 }
+            }
+        }),
+    );
+    start_shadow["parameters"] = binding_params.clone();
+    let mut discard_shadow = op(
+        "End the shadow without promoting it (audited)",
+        "200",
+        reference("Shadow"),
+    );
+    discard_shadow["parameters"] = binding_params.clone();
+    let mut promote_shadow = op(
+        "Make the candidate the active version and end the shadow (audited)",
+        "200",
+        reference("Binding"),
+    );
+    promote_shadow["parameters"] = binding_params;
 
     let with_params = |mut operation: Value, params: Value| {
         operation["parameters"] = params;
@@ -144,6 +173,9 @@ pub fn document() -> Value {
             "/api/v1/bindings": { "get": op("The generation and the bindings the caller may see", "200", json!({ "type": "object", "properties": { "generation": { "type": "integer" }, "bindings": { "type": "array", "items": reference("Binding") } } })) },
             "/api/v1/bindings/{tenant}/{event_type}": { "put": activate },
             "/api/v1/bindings/{tenant}/{event_type}/rollback": { "post": rollback },
+            "/api/v1/shadows": { "get": op("Shadows of the bindings the caller may see, with how the candidate compares", "200", json!({ "type": "object", "properties": { "shadows": { "type": "array", "items": reference("Shadow") } } })) },
+            "/api/v1/shadows/{tenant}/{event_type}": { "put": start_shadow, "delete": discard_shadow },
+            "/api/v1/shadows/{tenant}/{event_type}/promote": { "post": promote_shadow },
             "/api/v1/audit": { "get": with_params(op("Changes, newest first (a tenant sees its own)", "200", json!({ "type": "object" })), limit.clone()) },
             "/api/v1/denied": { "get": with_params(op("Denied actions, newest first (admins)", "200", json!({ "type": "object" })), limit) },
             "/api/v1/tokens": {
@@ -180,6 +212,17 @@ pub fn document() -> Value {
                     "sha256": { "type": "string" },
                     "config": { "type": "array", "items": { "type": "array", "items": { "type": "string" } } },
                     "revision": { "type": "integer" }, "activated_by": { "type": "string" }, "activated_at": { "type": "string" }
+                } },
+                "Shadow": { "type": "object", "properties": {
+                    "key": { "type": "object" }, "sha256": { "type": "string" }, "candidate": { "type": "string" },
+                    "share_percent": { "type": "integer" }, "config": { "type": "array" },
+                    "tally": { "type": "object", "properties": {
+                        "compared": { "type": "integer" }, "identical": { "type": "integer" },
+                        "differing": { "type": "integer" }, "candidate_rejected": { "type": "integer" },
+                        "samples": { "type": "array", "items": { "type": "object", "properties": {
+                            "sequence_number": { "type": "string" }, "active": { "type": "string" }, "candidate": { "type": "string" }
+                        } } }
+                    } }
                 } },
                 "CaseResult": { "type": "object", "properties": { "name": { "type": "string" }, "passed": { "type": "boolean" }, "problems": { "type": "array", "items": { "type": "string" } }, "elapsed_micros": { "type": "integer" } } },
                 "TestRunReport": { "type": "object", "properties": {

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use axum::extract::Multipart;
 use axum::http::StatusCode;
 use serde::Serialize;
-use weir_core::registry::{AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry};
+use weir_core::registry::{
+    AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, ShadowRecord,
+    ShadowTally,
+};
 
 use crate::checks::{self, CaseSummary, TestRun, TestRunReport, UploadContext, UploadRefusal};
 use crate::{ApiError, Console, Principal, now};
@@ -88,6 +91,16 @@ pub struct Uploaded {
 pub struct PluginSummary {
     pub name: String,
     pub versions: Vec<PluginVersion>,
+}
+
+/// A shadow as listed: the candidate, how it compares so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowView {
+    #[serde(flatten)]
+    pub record: ShadowRecord,
+    /// `name@version` of the candidate.
+    pub candidate: String,
+    pub tally: ShadowTally,
 }
 
 /// A binding's tenant from a path segment or form field: `*` (or nothing)
@@ -363,6 +376,116 @@ impl<R: Registry + 'static> Console<R> {
         };
         let record = self.registry.rollback(key, change).await?;
         tracing::info!(binding = %key, sha256 = %record.sha256, revision = record.revision, by = %caller.name, "binding rolled back");
+        Ok(record)
+    }
+
+    /// The shadows of the bindings the caller may see, with their tallies.
+    pub async fn visible_shadows(&self, caller: &Principal) -> Result<Vec<ShadowView>, ApiError> {
+        let versions = self.registry.versions(None).await?;
+        let mut shadows = self.registry.shadows().await?;
+        shadows.retain(|(record, _)| caller.may_see_binding(&record.key));
+        Ok(shadows
+            .into_iter()
+            .map(|(record, tally)| ShadowView {
+                candidate: versions
+                    .iter()
+                    .find(|v| v.sha256 == record.sha256)
+                    .map_or_else(|| record.sha256.clone(), PluginVersion::label),
+                record,
+                tally,
+            })
+            .collect())
+    }
+
+    /// Starts a candidate in the shadow of a binding, on `share_percent` of
+    /// its records.
+    pub async fn start_shadow(
+        &self,
+        caller: &Principal,
+        key: &BindingKey,
+        reference: &str,
+        config: Vec<(String, String)>,
+        share_percent: u8,
+    ) -> Result<ShadowRecord, ApiError> {
+        self.require(
+            caller,
+            caller.may_change_binding(key),
+            format!("start a shadow of {key}"),
+            "a tenant token changes only its own tenant's bindings",
+        )
+        .await?;
+        if !(1..=100).contains(&share_percent) {
+            return Err(ApiError::bad_request(format!(
+                "share_percent {share_percent}: give 1 to 100"
+            )));
+        }
+        let version = self.version(caller, reference).await?;
+        let at = now();
+        let change = Change {
+            actor: &caller.name,
+            at: &at,
+        };
+        let record = self
+            .registry
+            .start_shadow(key, &version.sha256, config, share_percent, change)
+            .await?;
+        tracing::info!(binding = %key, candidate = %version.label(), share_percent, by = %caller.name, "shadow started");
+        Ok(record)
+    }
+
+    /// Makes a binding's candidate its active version (with the candidate's
+    /// config) and ends the shadow.
+    pub async fn promote_shadow(
+        &self,
+        caller: &Principal,
+        key: &BindingKey,
+    ) -> Result<BindingRecord, ApiError> {
+        self.require(
+            caller,
+            caller.may_change_binding(key),
+            format!("promote the shadow of {key}"),
+            "a tenant token changes only its own tenant's bindings",
+        )
+        .await?;
+        let shadows = self.registry.shadows().await?;
+        let (record, _) = shadows
+            .into_iter()
+            .find(|(r, _)| &r.key == key)
+            .ok_or_else(|| ApiError::not_found(format!("binding {key} has no shadow")))?;
+        let at = now();
+        let change = Change {
+            actor: &caller.name,
+            at: &at,
+        };
+        let active = self
+            .registry
+            .activate(key, &record.sha256, record.config, None, change)
+            .await?;
+        self.registry.stop_shadow(key, change).await?;
+        tracing::info!(binding = %key, sha256 = %active.sha256, by = %caller.name, "shadow promoted");
+        Ok(active)
+    }
+
+    /// Ends a binding's shadow without promoting it.
+    pub async fn discard_shadow(
+        &self,
+        caller: &Principal,
+        key: &BindingKey,
+    ) -> Result<ShadowRecord, ApiError> {
+        self.require(
+            caller,
+            caller.may_change_binding(key),
+            format!("discard the shadow of {key}"),
+            "a tenant token changes only its own tenant's bindings",
+        )
+        .await?;
+        let at = now();
+        let change = Change {
+            actor: &caller.name,
+            at: &at,
+        };
+        let record = self.registry.stop_shadow(key, change).await?;
+        tracing::info!(binding = %key, by = %caller.name, "shadow discarded");
         Ok(record)
     }
 

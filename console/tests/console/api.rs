@@ -402,3 +402,129 @@ async fn the_console_works_the_same_on_the_registry_on_aws() {
         "B does not see A's tagger"
     );
 }
+
+#[tokio::test]
+async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
+    use weir_core::registry::{BindingKey, Registry as _, ShadowSample, ShadowTally};
+    let f = fixture().await;
+    f.upload(&f.admin, &component("transaction"), None, None)
+        .await;
+    f.upload(&f.admin, &component("tagger"), None, None).await;
+    let binding = "/api/v1/bindings/acme/transaction";
+    f.api(
+        "PUT",
+        binding,
+        Some(&f.tenant_a),
+        Some(json!({ "version": "transaction@1.0.0" })),
+    )
+    .await;
+    let shadow = "/api/v1/shadows/acme/transaction";
+    let refused = f
+        .api(
+            "PUT",
+            shadow,
+            Some(&f.tenant_a),
+            Some(json!({ "version": "tagger@2.0.0", "share_percent": 0 })),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let started = f
+        .api(
+            "PUT",
+            shadow,
+            Some(&f.tenant_a),
+            Some(json!({ "version": "tagger@2.0.0", "share_percent": 25, "config": { "tag": "candidate" } })),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+
+    // What the hosts tallied (the pipeline's tests check the hosts' side).
+    let acme = BindingKey {
+        tenant: Some("acme".into()),
+        event_type: "transaction".into(),
+    };
+    let tally = ShadowTally {
+        compared: 4,
+        identical: 1,
+        differing: 2,
+        candidate_rejected: 1,
+        samples: vec![ShadowSample {
+            sequence_number: "42".into(),
+            active: r#"{"outcome":"enrich"}"#.into(),
+            candidate: r#"{"outcome":"reject"}"#.into(),
+        }],
+    };
+    let sha = started.json()["sha256"].as_str().unwrap().to_owned();
+    f.console
+        .registry
+        .add_shadow_tally(&acme, &sha, tally)
+        .await
+        .unwrap();
+    let listed = f
+        .api("GET", "/api/v1/shadows", Some(&f.tenant_a), None)
+        .await
+        .json();
+    let entry = &listed["shadows"][0];
+    assert_eq!(entry["candidate"], "tagger@2.0.0");
+    assert_eq!(entry["share_percent"], 25);
+    assert_eq!(entry["tally"]["compared"], 4);
+    assert_eq!(entry["tally"]["samples"][0]["sequence_number"], "42");
+    let others = f
+        .api("GET", "/api/v1/shadows", Some(&f.tenant_b), None)
+        .await
+        .json();
+    assert!(
+        others["shadows"].as_array().unwrap().is_empty(),
+        "B does not see A's shadow"
+    );
+
+    let promoted = f
+        .api(
+            "POST",
+            &format!("{shadow}/promote"),
+            Some(&f.tenant_a),
+            None,
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
+    let bindings = f
+        .api("GET", "/api/v1/bindings", Some(&f.tenant_a), None)
+        .await
+        .json();
+    let active = bindings["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["key"]["tenant"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(active["sha256"], sha.as_str());
+    assert_eq!(
+        active["config"],
+        json!([["tag", "candidate"]]),
+        "with the candidate's configuration"
+    );
+    let listed = f
+        .api("GET", "/api/v1/shadows", Some(&f.tenant_a), None)
+        .await
+        .json();
+    assert!(listed["shadows"].as_array().unwrap().is_empty());
+    let audit = f
+        .api("GET", "/api/v1/audit", Some(&f.tenant_a), None)
+        .await
+        .json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["shadow-stop", "activate", "shadow-start"]);
+    assert_eq!(
+        f.api("DELETE", shadow, Some(&f.tenant_a), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -200,6 +200,42 @@ async fn every_operation_answers_each_role_as_it_must() {
         ),
         call(
             "GET",
+            "/api/v1/shadows",
+            "/api/v1/shadows",
+            None,
+            [200, 200, 200, 401],
+        ),
+        call(
+            "PUT",
+            "/api/v1/shadows/{tenant}/{event_type}",
+            "/api/v1/shadows/acme/transaction",
+            Some(json!({ "version": "tagger@2.0.0", "share_percent": 50 })),
+            [200, 200, 403, 401],
+        ),
+        // The admin promotes it, ending it: tenant A, allowed, finds none.
+        call(
+            "POST",
+            "/api/v1/shadows/{tenant}/{event_type}/promote",
+            "/api/v1/shadows/acme/transaction/promote",
+            None,
+            [200, 404, 403, 401],
+        ),
+        call(
+            "PUT",
+            "/api/v1/shadows/{tenant}/{event_type}",
+            "/api/v1/shadows/*/transaction",
+            Some(json!({ "version": "tagger@2.0.0", "share_percent": 5 })),
+            [200, 403, 403, 401],
+        ),
+        call(
+            "DELETE",
+            "/api/v1/shadows/{tenant}/{event_type}",
+            "/api/v1/shadows/*/transaction",
+            None,
+            [200, 403, 403, 401],
+        ),
+        call(
+            "GET",
             "/api/v1/audit",
             "/api/v1/audit",
             None,

@@ -250,3 +250,44 @@ async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
         golden_run.text()
     );
 }
+
+#[tokio::test]
+async fn shadows_are_started_shown_and_discarded_from_the_pages() {
+    let f = fixture().await;
+    f.upload(&f.admin, &component("transaction"), None, None)
+        .await;
+    f.upload(&f.admin, &component("tagger"), None, None).await;
+    let cookie = sign_in(&f, &f.tenant_a).await;
+    let csrf = csrf_of(&page(&f, &cookie, "/bindings").await.text());
+    let form = format!(
+        "csrf={csrf}&tenant=acme&event_type=transaction&version=tagger%402.0.0&share_percent=20&config=tag%3Dx"
+    );
+    let started = post_form(&f, &cookie, "/shadows/start", &form).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.text());
+    let html = page(&f, &cookie, "/bindings").await.text();
+    assert!(html.contains("data-shadow=\"acme/transaction\""), "{html}");
+    assert!(html.contains("tagger@2.0.0") && html.contains("20%"));
+    // Without the CSRF token nothing happens.
+    let forged = post_form(
+        &f,
+        &cookie,
+        "/shadows/discard",
+        "tenant=acme&event_type=transaction",
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let discarded = post_form(
+        &f,
+        &cookie,
+        "/shadows/discard",
+        &format!("csrf={csrf}&tenant=acme&event_type=transaction"),
+    )
+    .await;
+    assert_eq!(discarded.status, StatusCode::SEE_OTHER);
+    assert!(
+        !page(&f, &cookie, "/bindings")
+            .await
+            .text()
+            .contains("data-shadow=")
+    );
+}

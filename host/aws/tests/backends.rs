@@ -346,9 +346,11 @@ async fn the_registry_keeps_the_registry_contract() {
         "{keys:?}"
     );
 
-    // The activation checks start from an empty registry: tables of their own.
+    // The other checks start from an empty registry: tables of their own.
     let fresh = aws().await.backends.registry;
     registry_contract::activations_are_atomic_revisioned_audited_and_roll_back(&fresh).await;
+    let fresh = aws().await.backends.registry;
+    registry_contract::shadows_start_tally_and_stop(&fresh).await;
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ pub mod time;
 
 pub use event::{PluginEvent, StreamContext};
 pub use json_object::JsonObject;
-pub use outcome::{Outcome, Rejection, RejectionKind};
+pub use outcome::{Outcome, OutcomeView, Rejection, RejectionKind};
 pub use record::Record;
 
 /// A plugin version as the host names it in logs, rejections and lineage:

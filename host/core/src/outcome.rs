@@ -82,3 +82,51 @@ impl std::fmt::Display for Rejection {
         )
     }
 }
+
+/// An outcome as people and the console see it: JSON tagged by `outcome`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OutcomeView {
+    Enrich { fields: Map<String, Value> },
+    Emit { records: Vec<Map<String, Value>> },
+    Drop { reason: String },
+    Reject { kind: String, message: String },
+}
+
+impl From<&Outcome> for OutcomeView {
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Enrich(fields) => Self::Enrich {
+                fields: fields.to_map(),
+            },
+            Outcome::Emit(records) => Self::Emit {
+                records: records.clone(),
+            },
+            Outcome::Drop(reason) => Self::Drop {
+                reason: reason.clone(),
+            },
+            Outcome::Reject(r) => Self::Reject {
+                kind: serde_json::to_value(r.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                message: r.message.clone(),
+            },
+        }
+    }
+}
+
+impl Outcome {
+    /// Whether two versions came to the same outcome: the same fields or
+    /// records whatever their order, the same reason to drop, or a
+    /// rejection of the same kind (messages name the plugin, so they differ).
+    pub fn same_as(&self, other: &Outcome) -> bool {
+        match (self, other) {
+            (Outcome::Enrich(a), Outcome::Enrich(b)) => a.to_map() == b.to_map(),
+            (Outcome::Emit(a), Outcome::Emit(b)) => a == b,
+            (Outcome::Drop(a), Outcome::Drop(b)) => a == b,
+            (Outcome::Reject(a), Outcome::Reject(b)) => a.kind == b.kind,
+            _ => false,
+        }
+    }
+}

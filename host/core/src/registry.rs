@@ -85,13 +85,66 @@ pub struct BindingRecord {
     pub activated_at: String,
 }
 
+/// A candidate version running in the shadow of a binding: on a share of
+/// its live traffic, its outcomes compared with the active version's and
+/// never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowRecord {
+    pub key: BindingKey,
+    /// The candidate's SHA-256.
+    pub sha256: String,
+    pub config: Vec<(String, String)>,
+    /// Of the binding's records, how many in a hundred the candidate sees.
+    pub share_percent: u8,
+    pub started_by: String,
+    pub started_at: String,
+}
+
+/// How a candidate compared with the active version, so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowTally {
+    pub compared: u64,
+    /// Same outcome as the active version.
+    pub identical: u64,
+    /// Another outcome, the candidate not rejecting.
+    pub differing: u64,
+    /// The candidate rejected a record the active version did not.
+    pub candidate_rejected: u64,
+    /// A few records whose outcomes differ.
+    pub samples: Vec<ShadowSample>,
+}
+
+/// How many differing records a tally keeps.
+pub const SHADOW_SAMPLES: usize = 10;
+
+impl ShadowTally {
+    /// Adds another tally's counts and, up to [`SHADOW_SAMPLES`], samples.
+    pub fn add(&mut self, other: ShadowTally) {
+        self.compared += other.compared;
+        self.identical += other.identical;
+        self.differing += other.differing;
+        self.candidate_rejected += other.candidate_rejected;
+        let room = SHADOW_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+    }
+}
+
+/// One record the two versions disagree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowSample {
+    pub sequence_number: String,
+    /// The outcomes, as the console shows them (`{"outcome": "enrich", …}`).
+    pub active: String,
+    pub candidate: String,
+}
+
 /// One change, for the audit log: who did what, before and after, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
     pub actor: String,
-    /// `add-version`, `activate`, `rollback`.
+    /// `add-version`, `activate`, `rollback`, `shadow-start`, `shadow-stop`.
     pub action: String,
     /// The binding or version concerned.
     pub subject: String,
@@ -188,6 +241,40 @@ pub trait Registry: Send + Sync {
         key: &BindingKey,
         change: Change<'_>,
     ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send;
+
+    /// Starts (or restarts, with a fresh tally) a candidate in the shadow of
+    /// a binding; the version must handle the event type. Moves the
+    /// generation so hosts pick it up. Audited as `shadow-start`.
+    fn start_shadow(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        config: Vec<(String, String)>,
+        share_percent: u8,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<ShadowRecord, RegistryError>> + Send;
+
+    /// Ends a binding's shadow (after promoting it, or to discard it).
+    /// Moves the generation. Audited as `shadow-stop`.
+    fn stop_shadow(
+        &self,
+        key: &BindingKey,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<ShadowRecord, RegistryError>> + Send;
+
+    /// Every running shadow with its tally.
+    fn shadows(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(ShadowRecord, ShadowTally)>, RegistryError>> + Send;
+
+    /// Adds what hosts compared to a shadow's tally; ignored when the
+    /// binding's shadow is no longer `sha256` (it was stopped or restarted).
+    fn add_shadow_tally(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        tally: ShadowTally,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 
     /// The newest audit entries first.
     fn audit(

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::registry::{
     AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, RegistryError,
+    ShadowRecord, ShadowTally,
 };
 
 use crate::{LocalObjectStore, SqliteState};
@@ -43,6 +44,18 @@ const SCHEMA: &str = "
         subject TEXT NOT NULL,
         before TEXT,
         after TEXT
+    );
+    -- A binding's shadow, if any, with its tally as JSON.
+    CREATE TABLE IF NOT EXISTS shadows (
+        tenant TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES plugin_versions (sha256),
+        config TEXT NOT NULL,
+        share_percent INTEGER NOT NULL,
+        started_by TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        tally TEXT NOT NULL,
+        PRIMARY KEY (tenant, event_type)
     );
     CREATE TABLE IF NOT EXISTS registry_generation (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -118,6 +131,63 @@ fn audit(
     .map(drop)
 }
 
+/// Whether version `sha256` is known and handles `key`'s event type:
+/// `Ok(Err(e))` says why not.
+fn check_handles(
+    tx: &Transaction<'_>,
+    key: &BindingKey,
+    sha256: &str,
+) -> rusqlite::Result<Result<(), RegistryError>> {
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT event_types FROM plugin_versions WHERE sha256 = ?1",
+            params![sha256],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(event_types) = known else {
+        return Ok(Err(RegistryError::NotFound(format!(
+            "plugin version {sha256}"
+        ))));
+    };
+    let handles: Vec<String> = serde_json::from_str(&event_types).unwrap_or_default();
+    if !handles.iter().any(|t| t == &key.event_type) {
+        return Ok(Err(RegistryError::Refused(format!(
+            "version {sha256} does not handle `{}` (it handles {})",
+            key.event_type,
+            handles.join(", ")
+        ))));
+    }
+    Ok(Ok(()))
+}
+
+fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1",
+        [],
+    )
+    .map(drop)
+}
+
+fn shadow_of(
+    key: &BindingKey,
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(ShadowRecord, ShadowTally)> {
+    let config: String = row.get(1)?;
+    let tally: String = row.get(5)?;
+    Ok((
+        ShadowRecord {
+            key: key.clone(),
+            sha256: row.get(0)?,
+            config: serde_json::from_str(&config).unwrap_or_default(),
+            share_percent: row.get::<_, i64>(2)?.clamp(0, 100) as u8,
+            started_by: row.get(3)?,
+            started_at: row.get(4)?,
+        },
+        serde_json::from_str(&tally).unwrap_or_default(),
+    ))
+}
+
 /// Inside a transaction: the new revision of `key`, audited, the generation
 /// moved. `Err(Ok(e))` is a registry refusal, `Err(Err(e))` a database error.
 fn set_binding(
@@ -140,25 +210,8 @@ fn set_binding(
             actual,
         }));
     }
-    let known: Option<String> = tx
-        .query_row(
-            "SELECT event_types FROM plugin_versions WHERE sha256 = ?1",
-            params![sha256],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(event_types) = known else {
-        return Ok(Err(RegistryError::NotFound(format!(
-            "plugin version {sha256}"
-        ))));
-    };
-    let handles: Vec<String> = serde_json::from_str(&event_types).unwrap_or_default();
-    if !handles.iter().any(|t| t == &key.event_type) {
-        return Ok(Err(RegistryError::Refused(format!(
-            "version {sha256} does not handle `{}` (it handles {})",
-            key.event_type,
-            handles.join(", ")
-        ))));
+    if let Err(e) = check_handles(tx, key, sha256)? {
+        return Ok(Err(e));
     }
     let record = BindingRecord {
         key: key.clone(),
@@ -181,10 +234,7 @@ fn set_binding(
             change.1
         ],
     )?;
-    tx.execute(
-        "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1",
-        [],
-    )?;
+    bump_generation(tx)?;
     audit(
         tx,
         change,
@@ -469,6 +519,143 @@ impl Registry for EmbeddedRegistry {
             )
         })
         .await
+    }
+
+    async fn start_shadow(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        config: Vec<(String, String)>,
+        share_percent: u8,
+        change: Change<'_>,
+    ) -> Result<ShadowRecord, RegistryError> {
+        let record = ShadowRecord {
+            key: key.clone(),
+            sha256: sha256.to_owned(),
+            config,
+            share_percent: share_percent.min(100),
+            started_by: change.actor.to_owned(),
+            started_at: change.at.to_owned(),
+        };
+        let shadow = record.clone();
+        self.state
+            .with("starting a shadow", move |c| {
+                let tx = c.transaction()?;
+                let key = &shadow.key;
+                if let Err(e) = check_handles(&tx, key, &shadow.sha256)? {
+                    return Ok(Err(e));
+                }
+                tx.execute(
+                    "INSERT OR REPLACE INTO shadows (tenant, event_type, sha256, config, share_percent, started_by, started_at, tally)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}')",
+                    params![
+                        tenant_column(key),
+                        key.event_type,
+                        shadow.sha256,
+                        serde_json::to_string(&shadow.config).unwrap_or_else(|_| "[]".into()),
+                        i64::from(shadow.share_percent),
+                        shadow.started_by,
+                        shadow.started_at
+                    ],
+                )?;
+                bump_generation(&tx)?;
+                let after = format!("{} ({}%)", shadow.sha256, shadow.share_percent);
+                audit(&tx, (&shadow.started_by, &shadow.started_at), "shadow-start", &key.to_string(), None, Some(&after))?;
+                tx.commit()?;
+                Ok(Ok(()))
+            })
+            .await??;
+        Ok(record)
+    }
+
+    async fn stop_shadow(
+        &self,
+        key: &BindingKey,
+        change: Change<'_>,
+    ) -> Result<ShadowRecord, RegistryError> {
+        let key = key.clone();
+        let (actor, at) = (change.actor.to_owned(), change.at.to_owned());
+        self.state
+            .with("stopping a shadow", move |c| {
+                let tx = c.transaction()?;
+                let found = tx
+                    .query_row(
+                        "SELECT sha256, config, share_percent, started_by, started_at, tally FROM shadows
+                         WHERE tenant = ?1 AND event_type = ?2",
+                        params![tenant_column(&key), key.event_type],
+                        |row| shadow_of(&key, row),
+                    )
+                    .optional()?;
+                let Some((record, _)) = found else {
+                    return Ok(Err(RegistryError::NotFound(format!("a shadow of binding {key}"))));
+                };
+                tx.execute(
+                    "DELETE FROM shadows WHERE tenant = ?1 AND event_type = ?2",
+                    params![tenant_column(&key), key.event_type],
+                )?;
+                bump_generation(&tx)?;
+                audit(&tx, (&actor, &at), "shadow-stop", &key.to_string(), Some(&record.sha256), None)?;
+                tx.commit()?;
+                Ok(Ok(record))
+            })
+            .await?
+    }
+
+    async fn shadows(&self) -> Result<Vec<(ShadowRecord, ShadowTally)>, RegistryError> {
+        Ok(self
+            .state
+            .with("reading shadows", |c| {
+                let mut statement = c.prepare(
+                    "SELECT sha256, config, share_percent, started_by, started_at, tally, tenant, event_type
+                     FROM shadows ORDER BY tenant, event_type",
+                )?;
+                let rows = statement.query_map([], |row| {
+                    let tenant: String = row.get(6)?;
+                    let key = BindingKey {
+                        tenant: (!tenant.is_empty()).then_some(tenant),
+                        event_type: row.get(7)?,
+                    };
+                    shadow_of(&key, row)
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?)
+    }
+
+    async fn add_shadow_tally(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        tally: ShadowTally,
+    ) -> Result<(), RegistryError> {
+        let (key, sha256) = (key.clone(), sha256.to_owned());
+        Ok(self
+            .state
+            .with("adding to a shadow's tally", move |c| {
+                let tx = c.transaction()?;
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT tally FROM shadows WHERE tenant = ?1 AND event_type = ?2 AND sha256 = ?3",
+                        params![tenant_column(&key), key.event_type, sha256],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(current) = current else {
+                    return Ok(());
+                };
+                let mut sum: ShadowTally = serde_json::from_str(&current).unwrap_or_default();
+                sum.add(tally);
+                tx.execute(
+                    "UPDATE shadows SET tally = ?1 WHERE tenant = ?2 AND event_type = ?3",
+                    params![
+                        serde_json::to_string(&sum).unwrap_or_else(|_| "{}".into()),
+                        tenant_column(&key),
+                        key.event_type
+                    ],
+                )?;
+                tx.commit()
+            })
+            .await?)
     }
 
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, RegistryError> {

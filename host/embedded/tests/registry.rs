@@ -36,3 +36,10 @@ async fn activations_are_atomic_revisioned_audited_and_roll_back() {
     let r = registry(dir.path()).await;
     registry_contract::activations_are_atomic_revisioned_audited_and_roll_back(&r).await;
 }
+
+#[tokio::test]
+async fn shadows_start_tally_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path()).await;
+    registry_contract::shadows_start_tally_and_stop(&r).await;
+}

@@ -4,12 +4,14 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use weir_core::OutcomeView;
 use weir_core::envelope::{self, EnvelopeContext, Original};
 use weir_core::intake::Accepted;
 use weir_core::partition::Partition;
+use weir_core::registry::{SHADOW_SAMPLES, ShadowSample, ShadowTally};
 use weir_core::stream::StreamRecord;
 use weir_core::{JsonObject, Outcome, PluginEvent, RejectionKind, time};
-use weir_runtime::router::Router;
+use weir_runtime::router::{Router, Shadow};
 
 use crate::batch::{BatchCounts, bucket};
 
@@ -107,6 +109,9 @@ pub(crate) fn enrich<'r>(
         let report = binding
             .plugin
             .process(&binding.config, &events, &binding.limits);
+        if let Some(shadow) = ctx.router.resolve_shadow(tenant, event_type) {
+            compare_in_shadow(shadow, &events, &report.outcomes);
+        }
         let plugin = binding.plugin.info().plugin_ref();
         plugin_versions.insert(plugin.to_string());
         let envelope_ctx = EnvelopeContext {
@@ -145,4 +150,43 @@ pub(crate) fn enrich<'r>(
         }
     }
     rejections
+}
+
+/// Runs the candidate on its share of the events and tallies how its
+/// outcomes compare with the active version's. Nothing it returns is written.
+fn compare_in_shadow(shadow: &Shadow, events: &[PluginEvent<'_>], active: &[Outcome]) {
+    let seen: Vec<usize> = (0..events.len())
+        .filter(|&i| shadow.sees(&events[i].sequence_number))
+        .collect();
+    if seen.is_empty() {
+        return;
+    }
+    let candidate_events: Vec<PluginEvent<'_>> = seen.iter().map(|&i| events[i].clone()).collect();
+    let candidate = shadow
+        .plugin
+        .process(&shadow.config, &candidate_events, &shadow.limits);
+    let mut tally = ShadowTally::default();
+    for (&i, theirs) in seen.iter().zip(&candidate.outcomes) {
+        let ours = &active[i];
+        tally.compared += 1;
+        if ours.same_as(theirs) {
+            tally.identical += 1;
+            continue;
+        }
+        if matches!(theirs, Outcome::Reject(_)) {
+            tally.candidate_rejected += 1;
+        } else {
+            tally.differing += 1;
+        }
+        if tally.samples.len() < SHADOW_SAMPLES {
+            let json =
+                |o: &Outcome| serde_json::to_string(&OutcomeView::from(o)).unwrap_or_default();
+            tally.samples.push(ShadowSample {
+                sequence_number: events[i].sequence_number.to_string(),
+                active: json(ours),
+                candidate: json(theirs),
+            });
+        }
+    }
+    shadow.record(tally);
 }

@@ -9,13 +9,17 @@
 //! running finish on the snapshot they started with, so every output record
 //! and metadata entry names the version that produced it. A version that does
 //! not load leaves the running router as it is.
+//!
+//! Shadows come the same way: a candidate runs on its share of a binding's
+//! records beside the active version (see the enrich stage), its tally kept
+//! in the router and sent to the registry by each refresh.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use weir_core::registry::{Registry, RegistryError};
-use weir_runtime::router::{Binding, Router, SharedRouter};
+use weir_core::registry::{BindingKey, Registry, RegistryError};
+use weir_runtime::router::{Binding, Router, Shadow, SharedRouter};
 use weir_runtime::{Limits, Plugin, Runtime};
 
 /// Builds routers from a registry, for one host.
@@ -47,39 +51,65 @@ impl<R: Registry> RegistryRouter<R> {
         self.generation
     }
 
-    /// Puts a new router in `shared` if the registry changed since the last
-    /// call; returns the generation it now follows when it did.
+    /// Sends what the running router's shadows tallied since the last call
+    /// to the registry; a tally that cannot be sent is kept for the next.
+    pub async fn flush_shadow_tallies(&self, shared: &SharedRouter) -> Result<(), RegistryError> {
+        let router = shared.snapshot();
+        for (tenant, event_type, shadow) in router.shadows() {
+            let tally = shadow.take_tally();
+            if tally.compared == 0 {
+                continue;
+            }
+            let key = BindingKey {
+                tenant: tenant.map(str::to_owned),
+                event_type: event_type.to_owned(),
+            };
+            if let Err(e) = self
+                .registry
+                .add_shadow_tally(&key, &shadow.sha256, tally.clone())
+                .await
+            {
+                shadow.record(tally);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A version's plugin, loaded once per host.
+    async fn plugin(&mut self, sha256: &str, what: &str) -> Result<Plugin, RegistryError> {
+        if let Some(plugin) = self.loaded.get(sha256) {
+            return Ok(plugin.clone());
+        }
+        let bytes = self
+            .registry
+            .component(sha256)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("the component of {sha256}")))?;
+        let plugin = self.runtime.load(&bytes).map_err(|e| {
+            RegistryError::Refused(format!("version {sha256} of {what} does not load: {e}"))
+        })?;
+        self.loaded.insert(sha256.to_owned(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Sends the shadows' tallies, then puts a new router in `shared` if the
+    /// registry changed since the last call; returns the generation it now
+    /// follows when it did.
     pub async fn refresh(&mut self, shared: &SharedRouter) -> Result<Option<u64>, RegistryError> {
+        // Before a new router replaces the shadows that tallied them.
+        self.flush_shadow_tallies(shared).await?;
         let generation = self.registry.generation().await?;
         if self.generation == Some(generation) {
             return Ok(None);
         }
         let (generation, bindings) = self.registry.bindings().await?;
+        let shadows = self.registry.shadows().await?;
         let mut router = self.base.clone();
         for record in bindings {
-            let plugin = match self.loaded.get(&record.sha256) {
-                Some(plugin) => plugin.clone(),
-                None => {
-                    let bytes =
-                        self.registry
-                            .component(&record.sha256)
-                            .await?
-                            .ok_or_else(|| {
-                                RegistryError::NotFound(format!(
-                                    "the component of {}",
-                                    record.sha256
-                                ))
-                            })?;
-                    let plugin = self.runtime.load(&bytes).map_err(|e| {
-                        RegistryError::Refused(format!(
-                            "version {} of binding {} does not load: {e}",
-                            record.sha256, record.key
-                        ))
-                    })?;
-                    self.loaded.insert(record.sha256.clone(), plugin.clone());
-                    plugin
-                }
-            };
+            let plugin = self
+                .plugin(&record.sha256, &format!("binding {}", record.key))
+                .await?;
             let binding = Binding {
                 plugin,
                 config: record.config,
@@ -90,6 +120,13 @@ impl<R: Registry> RegistryRouter<R> {
                 &record.key.event_type,
                 binding,
             );
+        }
+        for (record, _) in shadows {
+            let plugin = self
+                .plugin(&record.sha256, &format!("the shadow of {}", record.key))
+                .await?;
+            let shadow = Shadow::new(plugin, record.config, record.share_percent, record.sha256);
+            router.shadow(record.key.tenant.as_deref(), &record.key.event_type, shadow);
         }
         shared.replace(router);
         self.generation = Some(generation);

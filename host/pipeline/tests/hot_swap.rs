@@ -527,3 +527,144 @@ async fn a_replay_reruns_a_chosen_version_over_a_time_range_idempotently() {
     };
     assert!(replaying.replay(&empty, now(), |_| {}).await.is_err());
 }
+
+/// `n` transactions of `tenant`, from sequence `first`.
+fn numbered(first: u64, n: u64, tenant: &str) -> Vec<StreamRecord> {
+    (first..first + n)
+        .map(|sequence| StreamRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: SequenceNumber::from_u64(sequence),
+            partition_key: format!("k{sequence}"),
+            data: format!(r#"{{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":{sequence},"tenant_id":"{tenant}"}}"#)
+                .into_bytes(),
+            arrival_time: "2024-01-15T10:30:05.000Z".into(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
+        .await
+        .unwrap();
+    let transaction = upload(&registry, "transaction").await;
+    let tagger = upload(&registry, "tagger").await;
+    let acme = BindingKey {
+        tenant: Some("acme".into()),
+        event_type: "transaction".into(),
+    };
+    registry
+        .activate(&acme, &transaction, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    let tag = vec![("tag".to_owned(), "shadowed".to_owned())];
+    registry
+        .start_shadow(&acme, &tagger, tag.clone(), 100, BY_ALICE)
+        .await
+        .unwrap();
+    let pipeline = common::pipeline(
+        objects.clone(),
+        &state,
+        Router::new(),
+        PipelineSettings::default(),
+    );
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    follower.refresh(&pipeline.router).await.unwrap();
+
+    let result = pipeline
+        .process_batch("shardId-000000000000", &numbered(1, 3, "acme"), now())
+        .await
+        .unwrap();
+    assert_eq!(
+        result.plugin_versions,
+        ["transaction@1.0.0"],
+        "the shadow writes nothing"
+    );
+    assert!(
+        outputs(&objects, 1, 3)
+            .await
+            .iter()
+            .all(|l| l["enriched_data"]["tagged_by"].is_null())
+    );
+    follower.refresh(&pipeline.router).await.unwrap();
+    let (record, tally) = registry.shadows().await.unwrap().remove(0);
+    assert_eq!(
+        (record.sha256.as_str(), record.config.clone()),
+        (tagger.as_str(), tag)
+    );
+    assert_eq!(
+        (tally.compared, tally.identical, tally.differing),
+        (3, 0, 3)
+    );
+    assert_eq!(tally.samples.len(), 3);
+    assert!(
+        tally.samples[0]
+            .candidate
+            .contains("\"tagged_by\":\"tagger@2.0.0\""),
+        "{:?}",
+        tally.samples[0]
+    );
+    assert!(tally.samples[0].active.contains("amount_category"));
+
+    // The active version against itself: identical.
+    registry
+        .start_shadow(&acme, &transaction, vec![], 100, BY_ALICE)
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    pipeline
+        .process_batch("shardId-000000000000", &numbered(4, 3, "acme"), now())
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    let (_, tally) = registry.shadows().await.unwrap().remove(0);
+    assert_eq!((tally.compared, tally.identical), (3, 3));
+
+    // A share: the candidate sees some of the records, always the same ones.
+    registry
+        .start_shadow(&acme, &tagger, vec![], 30, BY_ALICE)
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    pipeline
+        .process_batch("shardId-000000000000", &numbered(100, 200, "acme"), now())
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    let (_, tally) = registry.shadows().await.unwrap().remove(0);
+    assert!(
+        (30..=90).contains(&tally.compared),
+        "about 30% of 200: {}",
+        tally.compared
+    );
+    // Another tenant's records are not in acme's shadow.
+    pipeline
+        .process_batch("shardId-000000000000", &numbered(400, 50, "globex"), now())
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    let (_, unchanged) = registry.shadows().await.unwrap().remove(0);
+    assert_eq!(unchanged.compared, tally.compared);
+
+    // Promoted: the candidate is active, the shadow gone.
+    registry
+        .activate(&acme, &tagger, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    registry.stop_shadow(&acme, BY_ALICE).await.unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    let result = pipeline
+        .process_batch("shardId-000000000000", &numbered(500, 3, "acme"), now())
+        .await
+        .unwrap();
+    assert_eq!(result.plugin_versions, ["tagger@2.0.0"]);
+    assert!(pipeline.router.snapshot().shadows().is_empty());
+}

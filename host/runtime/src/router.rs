@@ -5,7 +5,9 @@
 //! the caller).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use weir_core::registry::ShadowTally;
 
 use crate::{Limits, Plugin};
 
@@ -38,17 +40,94 @@ impl<'a> Route<'a> {
     }
 }
 
+/// A candidate version in the shadow of a binding: it sees a share of the
+/// binding's records, its outcomes are compared with the active version's
+/// and tallied, and never written.
+#[derive(Debug)]
+pub struct Shadow {
+    pub plugin: Plugin,
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    pub share_percent: u8,
+    /// The candidate's SHA-256: what its tally is filed under.
+    pub sha256: String,
+    tally: Mutex<ShadowTally>,
+}
+
+impl Shadow {
+    pub fn new(
+        plugin: Plugin,
+        config: Vec<(String, String)>,
+        share_percent: u8,
+        sha256: String,
+    ) -> Self {
+        Self {
+            plugin,
+            config,
+            limits: Limits::default(),
+            share_percent,
+            sha256,
+            tally: Mutex::new(ShadowTally::default()),
+        }
+    }
+
+    /// Whether the candidate sees the record with this sequence number: a
+    /// stable choice (FNV-1a of the sequence number), so a retried batch
+    /// shadows the same records.
+    pub fn sees(&self, sequence_number: &str) -> bool {
+        let hash = sequence_number
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        hash % 100 < u64::from(self.share_percent)
+    }
+
+    /// Adds a batch's comparisons.
+    pub fn record(&self, tally: ShadowTally) {
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(tally);
+    }
+
+    /// What was tallied since the last call.
+    pub fn take_tally(&self) -> ShadowTally {
+        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Bindings by event type, then by tenant (`None`: the event type's default).
 /// Lookups borrow the record's strings: no allocation per record.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    by_event_type: HashMap<String, EventTypeBindings>,
+    by_event_type: HashMap<String, ByTenant<Binding>>,
+    shadows: HashMap<String, ByTenant<Shadow>>,
 }
 
-#[derive(Debug, Clone, Default)]
-struct EventTypeBindings {
-    tenants: HashMap<String, Arc<Binding>>,
-    default: Option<Arc<Binding>>,
+/// Per tenant, and a default for the others.
+#[derive(Debug)]
+struct ByTenant<T> {
+    tenants: HashMap<String, Arc<T>>,
+    default: Option<Arc<T>>,
+}
+
+impl<T> Default for ByTenant<T> {
+    fn default() -> Self {
+        Self {
+            tenants: HashMap::new(),
+            default: None,
+        }
+    }
+}
+
+impl<T> Clone for ByTenant<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tenants: self.tenants.clone(),
+            default: self.default.clone(),
+        }
+    }
 }
 
 impl Router {
@@ -81,6 +160,40 @@ impl Router {
             };
             self.bind(None, event_type, binding);
         }
+    }
+
+    /// Puts a candidate in the shadow of `tenant`'s binding of `event_type`
+    /// (every tenant's when `None`).
+    pub fn shadow(&mut self, tenant: Option<&str>, event_type: &str, shadow: Shadow) {
+        let shadows = self.shadows.entry(event_type.to_owned()).or_default();
+        let shadow = Arc::new(shadow);
+        match tenant {
+            Some(t) => {
+                shadows.tenants.insert(t.to_owned(), shadow);
+            }
+            None => shadows.default = Some(shadow),
+        }
+    }
+
+    /// The shadow a record of `tenant` and `event_type` is compared in: the
+    /// tenant's own, or the event type's default.
+    pub fn resolve_shadow(&self, tenant: &str, event_type: &str) -> Option<&Arc<Shadow>> {
+        let shadows = self.shadows.get(event_type)?;
+        shadows.tenants.get(tenant).or(shadows.default.as_ref())
+    }
+
+    /// Every shadow with its (tenant or default, event type).
+    pub fn shadows(&self) -> Vec<(Option<&str>, &str, &Arc<Shadow>)> {
+        let mut all = Vec::new();
+        for (event_type, shadows) in &self.shadows {
+            if let Some(default) = &shadows.default {
+                all.push((None, event_type.as_str(), default));
+            }
+            for (tenant, shadow) in &shadows.tenants {
+                all.push((Some(tenant.as_str()), event_type.as_str(), shadow));
+            }
+        }
+        all
     }
 
     pub fn resolve(&self, tenant: &str, event_type: &str) -> Route<'_> {

@@ -228,3 +228,133 @@ pub async fn activations_are_atomic_revisioned_audited_and_roll_back<R: Registry
         Err(RegistryError::NotFound(_))
     ));
 }
+
+fn sample(n: u64) -> weir_core::registry::ShadowSample {
+    weir_core::registry::ShadowSample {
+        sequence_number: n.to_string(),
+        active: r#"{"outcome":"enrich"}"#.into(),
+        candidate: r#"{"outcome":"drop"}"#.into(),
+    }
+}
+
+/// Shadows start (moving the generation), add up hosts' tallies (only for
+/// the candidate running), keep a bounded number of samples, restart
+/// fresh, stop, and are audited.
+pub async fn shadows_start_tally_and_stop<R: Registry>(r: &R) {
+    use weir_core::registry::{SHADOW_SAMPLES, ShadowTally};
+    let v1 = version("tx", "1.0.0", b"one");
+    let v2 = version("tx", "2.0.0", b"two");
+    r.add_version(v1.clone(), b"one".to_vec(), None, BY_ALICE)
+        .await
+        .unwrap();
+    r.add_version(v2.clone(), b"two".to_vec(), None, BY_ALICE)
+        .await
+        .unwrap();
+    r.activate(&acme(), &v1.sha256, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    let before = r.generation().await.unwrap();
+    let config = vec![("tag".to_owned(), "blue".to_owned())];
+    let started = r
+        .start_shadow(&acme(), &v2.sha256, config.clone(), 25, BY_ALICE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (started.share_percent, started.config.clone()),
+        (25, config)
+    );
+    assert!(
+        r.generation().await.unwrap() > before,
+        "hosts see the shadow"
+    );
+    assert!(matches!(
+        r.start_shadow(&acme(), &"0".repeat(64), vec![], 25, BY_ALICE)
+            .await,
+        Err(RegistryError::NotFound(_))
+    ));
+    let metric = BindingKey {
+        tenant: None,
+        event_type: "metric".into(),
+    };
+    assert!(matches!(
+        r.start_shadow(&metric, &v2.sha256, vec![], 25, BY_ALICE)
+            .await,
+        Err(RegistryError::Refused(_))
+    ));
+
+    let first = ShadowTally {
+        compared: 3,
+        identical: 1,
+        differing: 1,
+        candidate_rejected: 1,
+        samples: vec![sample(7)],
+    };
+    let second = ShadowTally {
+        compared: 2,
+        identical: 2,
+        ..Default::default()
+    };
+    r.add_shadow_tally(&acme(), &v2.sha256, first)
+        .await
+        .unwrap();
+    r.add_shadow_tally(&acme(), &v2.sha256, second)
+        .await
+        .unwrap();
+    // A host still running an older shadow adds nothing.
+    let stale = ShadowTally {
+        compared: 100,
+        ..Default::default()
+    };
+    r.add_shadow_tally(&acme(), &v1.sha256, stale)
+        .await
+        .unwrap();
+    let shadows = r.shadows().await.unwrap();
+    assert_eq!(shadows.len(), 1);
+    let (record, tally) = &shadows[0];
+    assert_eq!(record, &started);
+    assert_eq!(
+        (
+            tally.compared,
+            tally.identical,
+            tally.differing,
+            tally.candidate_rejected
+        ),
+        (5, 3, 1, 1)
+    );
+    assert_eq!(tally.samples, vec![sample(7)]);
+    let many = ShadowTally {
+        compared: 30,
+        differing: 30,
+        samples: (0..30).map(sample).collect(),
+        ..Default::default()
+    };
+    r.add_shadow_tally(&acme(), &v2.sha256, many).await.unwrap();
+    let (_, tally) = &r.shadows().await.unwrap()[0];
+    assert_eq!(tally.compared, 35);
+    assert!(tally.samples.len() <= SHADOW_SAMPLES);
+
+    // Restarted: a fresh tally.
+    r.start_shadow(&acme(), &v2.sha256, vec![], 50, BY_ALICE)
+        .await
+        .unwrap();
+    let (record, tally) = &r.shadows().await.unwrap()[0];
+    assert_eq!((record.share_percent, tally.compared), (50, 0));
+
+    let generation = r.generation().await.unwrap();
+    let stopped = r.stop_shadow(&acme(), BY_ALICE).await.unwrap();
+    assert_eq!(stopped.sha256, v2.sha256);
+    assert!(r.generation().await.unwrap() > generation);
+    assert!(r.shadows().await.unwrap().is_empty());
+    assert!(matches!(
+        r.stop_shadow(&acme(), BY_ALICE).await,
+        Err(RegistryError::NotFound(_))
+    ));
+    let actions: Vec<String> = r
+        .audit(3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["shadow-stop", "shadow-start", "shadow-start"]);
+}

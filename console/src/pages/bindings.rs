@@ -1,0 +1,292 @@
+//! Bindings, shadows and the audit log: activation, rollback, starting,
+//! promoting and discarding shadows.
+
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use weir_core::registry::{BindingKey, PluginVersion, Registry};
+
+use super::{Shared, check_csrf, csrf_field, error_page, layout, parse_config, short};
+use crate::PageCaller;
+use crate::ops::parse_tenant;
+
+pub(super) async fn bindings<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+) -> Response {
+    let principal = &caller.session.principal;
+    let (generation, bindings) = match c.visible_bindings(principal).await {
+        Ok(b) => b,
+        Err(e) => return error_page(Some(&caller), e),
+    };
+    let versions = c
+        .visible_versions(principal, None)
+        .await
+        .unwrap_or_default();
+    let shadows = match c.visible_shadows(principal).await {
+        Ok(s) => s,
+        Err(e) => return error_page(Some(&caller), e),
+    };
+    let label = |sha: &str| {
+        versions
+            .iter()
+            .find(|v| v.sha256 == sha)
+            .map_or_else(|| short(sha).to_owned(), PluginVersion::label)
+    };
+    let body = html! {
+        p { "Registry generation " (generation) ". Running hosts pick up a change within their poll interval." }
+        table id="bindings" {
+            thead { tr { th { "Tenant" } th { "Event type" } th { "Active version" } th { "Revision" } th { "Configuration" } th { "Activated" } th {} } }
+            tbody {
+                @for b in &bindings {
+                    tr data-binding=(b.key.to_string()) {
+                        td { (b.key.tenant.as_deref().unwrap_or("* (default)")) }
+                        td { (b.key.event_type) }
+                        td.active-version { a href={ "/versions/" (b.sha256) } { (label(&b.sha256)) } }
+                        td { (b.revision) }
+                        td { @for (k, v) in &b.config { code { (k) "=" (v) } " " } }
+                        td { (b.activated_at) " by " (b.activated_by) }
+                        td {
+                            @if principal.may_change_binding(&b.key) && b.revision > 1 {
+                                form method="post" action="/bindings/rollback" {
+                                    (csrf_field(&caller))
+                                    input type="hidden" name="tenant" value=(b.key.tenant.as_deref().unwrap_or("*"));
+                                    input type="hidden" name="event_type" value=(b.key.event_type);
+                                    button type="submit" { "Roll back" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p { "To bind a version, open it from " a href="/plugins" { "Plugins" } "." }
+        h2 { "Shadows" }
+        @if shadows.is_empty() {
+            p { "None. Start one from a version's page." }
+        } @else {
+            table id="shadows" {
+                thead { tr { th { "Binding" } th { "Candidate" } th { "Share" } th { "Compared" } th { "Identical" } th { "Differing" } th { "Rejected by it" } th { "Samples" } th {} } }
+                tbody {
+                    @for view in &shadows {
+                        @let key = &view.record.key;
+                        tr data-shadow=(key.to_string()) {
+                            td { (key.to_string()) }
+                            td { a href={ "/versions/" (view.record.sha256) } { (view.candidate) } }
+                            td { (view.record.share_percent) "%" }
+                            td.compared { (view.tally.compared) }
+                            td.identical { (view.tally.identical) }
+                            td.differing { (view.tally.differing) }
+                            td { (view.tally.candidate_rejected) }
+                            td {
+                                @for sample in &view.tally.samples {
+                                    details {
+                                        summary { "record " (sample.sequence_number) }
+                                        p { "active: " code { (sample.active) } }
+                                        p { "candidate: " code { (sample.candidate) } }
+                                    }
+                                }
+                            }
+                            td {
+                                @if principal.may_change_binding(key) {
+                                    @for (action, label) in [("/shadows/promote", "Promote"), ("/shadows/discard", "Discard")] {
+                                        form method="post" action=(action) {
+                                            (csrf_field(&caller))
+                                            input type="hidden" name="tenant" value=(key.tenant.as_deref().unwrap_or("*"));
+                                            input type="hidden" name="event_type" value=(key.event_type);
+                                            button type="submit" { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Bindings", Some(&caller), body).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ActivateForm {
+    csrf: Option<String>,
+    tenant: String,
+    event_type: String,
+    version: String,
+    #[serde(default)]
+    config: String,
+}
+
+pub(super) async fn activate<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Form(form): Form<ActivateForm>,
+) -> Response {
+    let result = async {
+        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /bindings/activate").await?;
+        let key = BindingKey {
+            tenant: parse_tenant(&form.tenant),
+            event_type: form.event_type.trim().to_owned(),
+        };
+        let config = parse_config(&form.config)?;
+        c.activate(&caller.session.principal, &key, &form.version, config, None)
+            .await
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(&caller), e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ShadowForm {
+    csrf: Option<String>,
+    tenant: String,
+    event_type: String,
+    version: String,
+    share_percent: u8,
+    #[serde(default)]
+    config: String,
+}
+
+pub(super) async fn start_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Form(form): Form<ShadowForm>,
+) -> Response {
+    let result = async {
+        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /shadows/start").await?;
+        let key = BindingKey {
+            tenant: parse_tenant(&form.tenant),
+            event_type: form.event_type.trim().to_owned(),
+        };
+        let config = parse_config(&form.config)?;
+        c.start_shadow(
+            &caller.session.principal,
+            &key,
+            &form.version,
+            config,
+            form.share_percent,
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(&caller), e),
+    }
+}
+
+pub(super) async fn promote_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Form(form): Form<BindingForm>,
+) -> Response {
+    let result = async {
+        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /shadows/promote").await?;
+        let key = BindingKey {
+            tenant: parse_tenant(&form.tenant),
+            event_type: form.event_type,
+        };
+        c.promote_shadow(&caller.session.principal, &key)
+            .await
+            .map(drop)
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(&caller), e),
+    }
+}
+
+pub(super) async fn discard_shadow<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Form(form): Form<BindingForm>,
+) -> Response {
+    let result = async {
+        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /shadows/discard").await?;
+        let key = BindingKey {
+            tenant: parse_tenant(&form.tenant),
+            event_type: form.event_type,
+        };
+        c.discard_shadow(&caller.session.principal, &key)
+            .await
+            .map(drop)
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(&caller), e),
+    }
+}
+
+/// A binding named by a form: `tenant` (`*` for the default) and `event_type`.
+#[derive(Debug, Deserialize)]
+pub(super) struct BindingForm {
+    csrf: Option<String>,
+    tenant: String,
+    event_type: String,
+}
+
+pub(super) async fn rollback<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Form(form): Form<BindingForm>,
+) -> Response {
+    let result = async {
+        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /bindings/rollback").await?;
+        let key = BindingKey {
+            tenant: parse_tenant(&form.tenant),
+            event_type: form.event_type,
+        };
+        c.rollback(&caller.session.principal, &key).await
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(&caller), e),
+    }
+}
+
+pub(super) async fn audit<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+) -> Response {
+    let principal = &caller.session.principal;
+    let entries = match c.visible_audit(principal, 200).await {
+        Ok(e) => e,
+        Err(e) => return error_page(Some(&caller), e),
+    };
+    let denied = if principal.is_admin() {
+        c.access.denied(100).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let body = html! {
+        table {
+            thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Subject" } th { "Before" } th { "After" } } }
+            tbody {
+                @for e in &entries {
+                    tr {
+                        td { (e.at) } td { (e.actor) } td { (e.action) } td { (e.subject) }
+                        td { code { (e.before.as_deref().map_or("", short)) } }
+                        td { code { (e.after.as_deref().map_or("", short)) } }
+                    }
+                }
+            }
+        }
+        @if principal.is_admin() {
+            h2 { "Denied actions" }
+            table {
+                thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Why" } } }
+                tbody { @for d in &denied { tr { td { (d.at) } td { (d.who) } td { (d.action) } td { (d.reason) } } } }
+            }
+        }
+    };
+    layout("Audit log", Some(&caller), body).into_response()
+}
