@@ -49,6 +49,7 @@ pub fn routes<R: Registry + 'static>() -> Router<Arc<Console<R>>> {
             "/api/v1/shadows/{tenant}/{event_type}/promote",
             post(promote_shadow::<R>),
         )
+        .route("/api/v1/tail/{tenant}/{event_type}", get(tail::<R>))
         .route("/api/v1/audit", get(audit::<R>))
         .route("/api/v1/denied", get(denied::<R>))
         .route("/api/v1/tokens", get(tokens::<R>).post(create_token::<R>))
@@ -290,6 +291,26 @@ async fn audit<R: Registry + 'static>(
     Ok(Json(
         json!({ "entries": c.visible_audit(&caller, query.limit).await? }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct TailQuery {
+    #[serde(default = "default_tail")]
+    limit: usize,
+}
+
+fn default_tail() -> usize {
+    20
+}
+
+async fn tail<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+    Path((tenant, event_type)): Path<(String, String)>,
+    Query(query): Query<TailQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = binding_key(&tenant, event_type);
+    Ok(Json(json!(c.recent(&caller, &key, query.limit).await?)))
 }
 
 async fn admin_only<R: Registry + 'static>(

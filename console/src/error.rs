@@ -53,6 +53,12 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<weir_core::backend::BackendError> for ApiError {
+    fn from(e: weir_core::backend::BackendError) -> Self {
+        RegistryError::Backend(e).into()
+    }
+}
+
 impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> Self {
         let status = match e {

@@ -15,6 +15,7 @@ mod error;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub struct Console<R> {
     pub access: AccessStore,
     pub sessions: auth::Sessions,
     pub settings: ConsoleSettings,
+    /// Where the live tail reads; `None` on backends without one.
+    pub tail: Option<Arc<dyn tail::Tail>>,
 }
 
 impl<R> std::fmt::Debug for Console<R> {
@@ -81,7 +84,14 @@ impl<R: Registry + 'static> Console<R> {
             runtime,
             access,
             settings,
+            tail: None,
         }
+    }
+
+    /// With a live tail of the pipeline's output.
+    pub fn with_tail(mut self, tail: impl tail::Tail) -> Self {
+        self.tail = Some(Arc::new(tail));
+        self
     }
 
     /// Logs a refusal and returns the error to answer with.

@@ -126,7 +126,15 @@ pub fn document() -> Value {
         "200",
         reference("Binding"),
     );
-    promote_shadow["parameters"] = binding_params;
+    promote_shadow["parameters"] = binding_params.clone();
+    let mut tail = op(
+        "A binding's newest processed records and dead letters (a tenant sees its own)",
+        "200",
+        json!({ "type": "object", "properties": { "records": { "type": "array" }, "dead_letters": { "type": "array" } } }),
+    );
+    let mut tail_params = binding_params.as_array().cloned().unwrap_or_default();
+    tail_params.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "default": 20, "maximum": 200 } }));
+    tail["parameters"] = Value::Array(tail_params);
 
     let with_params = |mut operation: Value, params: Value| {
         operation["parameters"] = params;
@@ -176,6 +184,7 @@ pub fn document() -> Value {
             "/api/v1/shadows": { "get": op("Shadows of the bindings the caller may see, with how the candidate compares", "200", json!({ "type": "object", "properties": { "shadows": { "type": "array", "items": reference("Shadow") } } })) },
             "/api/v1/shadows/{tenant}/{event_type}": { "put": start_shadow, "delete": discard_shadow },
             "/api/v1/shadows/{tenant}/{event_type}/promote": { "post": promote_shadow },
+            "/api/v1/tail/{tenant}/{event_type}": { "get": tail },
             "/api/v1/audit": { "get": with_params(op("Changes, newest first (a tenant sees its own)", "200", json!({ "type": "object" })), limit.clone()) },
             "/api/v1/denied": { "get": with_params(op("Denied actions, newest first (admins)", "200", json!({ "type": "object" })), limit) },
             "/api/v1/tokens": {

@@ -489,6 +489,28 @@ impl<R: Registry + 'static> Console<R> {
         Ok(record)
     }
 
+    /// A binding's recent records and dead letters. A tenant sees only its
+    /// own, the default binding's included.
+    pub async fn recent(
+        &self,
+        caller: &Principal,
+        key: &BindingKey,
+        limit: usize,
+    ) -> Result<crate::tail::Recent, ApiError> {
+        self.require(
+            caller,
+            caller.may_see_binding(key),
+            format!("tail {key}"),
+            "a tenant token sees only its own tenant's records",
+        )
+        .await?;
+        let tail = self.tail.as_ref().ok_or_else(|| {
+            ApiError::not_found("this console has no live tail (the embedded backends have one)")
+        })?;
+        let tenant = key.tenant.as_deref().or(caller.tenant());
+        Ok(tail.recent(&key.event_type, tenant, limit.min(200)).await?)
+    }
+
     /// The audit entries the caller may see, newest first.
     pub async fn visible_audit(
         &self,

@@ -2,7 +2,7 @@
 //! promoting and discarding shadows.
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
@@ -38,13 +38,14 @@ pub(super) async fn bindings<R: Registry + 'static>(
     let body = html! {
         p { "Registry generation " (generation) ". Running hosts pick up a change within their poll interval." }
         table id="bindings" {
-            thead { tr { th { "Tenant" } th { "Event type" } th { "Active version" } th { "Revision" } th { "Configuration" } th { "Activated" } th {} } }
+            thead { tr { th { "Tenant" } th { "Event type" } th { "Active version" } th {} th { "Revision" } th { "Configuration" } th { "Activated" } th {} } }
             tbody {
                 @for b in &bindings {
                     tr data-binding=(b.key.to_string()) {
                         td { (b.key.tenant.as_deref().unwrap_or("* (default)")) }
                         td { (b.key.event_type) }
                         td.active-version { a href={ "/versions/" (b.sha256) } { (label(&b.sha256)) } }
+                        td { a href={ "/tail?tenant=" (b.key.tenant.as_deref().unwrap_or("*")) "&event_type=" (b.key.event_type) } { "live tail" } }
                         td { (b.revision) }
                         td { @for (k, v) in &b.config { code { (k) "=" (v) } " " } }
                         td { (b.activated_at) " by " (b.activated_by) }
@@ -289,4 +290,57 @@ pub(super) async fn audit<R: Registry + 'static>(
         }
     };
     layout("Audit log", Some(&caller), body).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TailQuery {
+    tenant: String,
+    event_type: String,
+}
+
+/// A binding's newest records and dead letters, reloading every 2 s.
+pub(super) async fn tail<R: Registry + 'static>(
+    State(c): Shared<R>,
+    caller: PageCaller,
+    Query(query): Query<TailQuery>,
+) -> Response {
+    let key = BindingKey {
+        tenant: parse_tenant(&query.tenant),
+        event_type: query.event_type,
+    };
+    let recent = match c.recent(&caller.session.principal, &key, 20).await {
+        Ok(r) => r,
+        Err(e) => return error_page(Some(&caller), e),
+    };
+    let body = html! {
+        meta http-equiv="refresh" content="2";
+        p { "The newest records and dead letters of " code { (key.to_string()) } ", reloaded every 2 seconds." }
+        h2 { "Records" }
+        table id="tail-records" {
+            thead { tr { th { "Processed" } th { "Tenant" } th { "Plugin" } th { "Record" } } }
+            tbody {
+                @for r in &recent.records {
+                    tr {
+                        td { (r["processed_timestamp"].as_str().unwrap_or("")) }
+                        td { (r["enriched_data"]["tenant_id"].as_str().unwrap_or("default")) }
+                        td { (r["metadata"]["plugin"].as_str().unwrap_or("(pass-through)")) }
+                        td { code { (r["enriched_data"].to_string()) } }
+                    }
+                }
+            }
+        }
+        h2 { "Dead letters" }
+        table id="tail-dead-letters" {
+            thead { tr { th { "Failed" } th { "Stage" } th { "Kind" } th { "Reason" } th { "Payload" } } }
+            tbody {
+                @for d in &recent.dead_letters {
+                    tr {
+                        td { (d.failed_at) } td { (d.stage) } td { (d.kind) } td { (d.reason) }
+                        td { code { (String::from_utf8_lossy(&d.payload)) } }
+                    }
+                }
+            }
+        }
+    };
+    layout(&format!("Live tail of {key}"), Some(&caller), body).into_response()
 }

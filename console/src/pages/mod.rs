@@ -45,6 +45,7 @@ pub fn routes<R: Registry + 'static>() -> Router<Arc<Console<R>>> {
         .route("/shadows/promote", post(bindings::promote_shadow::<R>))
         .route("/shadows/discard", post(bindings::discard_shadow::<R>))
         .route("/audit", get(bindings::audit::<R>))
+        .route("/tail", get(bindings::tail::<R>))
 }
 
 const STYLE: &str = "

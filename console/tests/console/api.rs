@@ -528,3 +528,103 @@ async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_live_tail_shows_a_bindings_newest_records_and_dead_letters_to_whom_it_may() {
+    use weir_core::stream::{SequenceNumber, StreamRecord};
+    use weir_pipeline::{Pipeline, PipelineSettings};
+    use weir_runtime::router::Router;
+    let f = fixture().await;
+    // A pipeline writing where the console's tail reads.
+    let state = weir_embedded::SqliteState::open(f.dir.path().join("state/weir.db")).unwrap();
+    let objects = weir_embedded::LocalObjectStore::open(f.dir.path().join("objects")).unwrap();
+    let mut router = Router::new();
+    router.bind_declared(&f.console.runtime.load(&component("transaction")).unwrap());
+    let pipeline = Pipeline {
+        objects,
+        dead_letters: state.clone(),
+        metadata: state,
+        router: router.into(),
+        settings: PipelineSettings::default(),
+    };
+    let payloads = [
+        r#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":5,"tenant_id":"acme"}"#,
+        r#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":6,"tenant_id":"globex"}"#,
+        r#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":"lots","tenant_id":"acme"}"#,
+        r#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":7,"tenant_id":"acme"}"#,
+        "not json at all",
+    ];
+    let records: Vec<StreamRecord> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, data)| StreamRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: SequenceNumber::from_u64(i as u64 + 1),
+            partition_key: "k".into(),
+            data: data.as_bytes().to_vec(),
+            arrival_time: "2024-01-15T10:30:05.000Z".into(),
+        })
+        .collect();
+    pipeline
+        .process_batch("shardId-000000000000", &records, chrono::Utc::now())
+        .await
+        .unwrap();
+
+    let mine = f
+        .api(
+            "GET",
+            "/api/v1/tail/acme/transaction",
+            Some(&f.tenant_a),
+            None,
+        )
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text());
+    let mine = mine.json();
+    let amounts: Vec<i64> = mine["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["enriched_data"]["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [7, 5], "acme's records, newest first");
+    let letters = mine["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["kind"], "invalid-field");
+    // A tenant on the default binding still sees only its own.
+    let via_default = f
+        .api(
+            "GET",
+            "/api/v1/tail/*/transaction?limit=10",
+            Some(&f.tenant_a),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(via_default["records"].as_array().unwrap().len(), 2);
+    let everyone = f
+        .api("GET", "/api/v1/tail/*/transaction", Some(&f.admin), None)
+        .await
+        .json();
+    assert_eq!(everyone["records"].as_array().unwrap().len(), 3);
+    let limited = f
+        .api(
+            "GET",
+            "/api/v1/tail/*/transaction?limit=1",
+            Some(&f.admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(limited["records"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        f.api(
+            "GET",
+            "/api/v1/tail/acme/transaction",
+            Some(&f.tenant_b),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+}

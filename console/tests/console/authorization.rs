@@ -206,6 +206,13 @@ async fn every_operation_answers_each_role_as_it_must() {
             [200, 200, 200, 401],
         ),
         call(
+            "GET",
+            "/api/v1/tail/{tenant}/{event_type}",
+            "/api/v1/tail/acme/transaction",
+            None,
+            [200, 200, 403, 401],
+        ),
+        call(
             "PUT",
             "/api/v1/shadows/{tenant}/{event_type}",
             "/api/v1/shadows/acme/transaction",

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use tower::ServiceExt as _;
+use weir_console::tail::EmbeddedTail;
 use weir_console::{AccessStore, Console, ConsoleSettings, Role};
 use weir_core::registry::Registry;
 use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
@@ -31,8 +32,14 @@ pub async fn fixture_with(settings: ConsoleSettings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
     let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let registry = EmbeddedRegistry::open(state, objects).await.unwrap();
-    fixture_on(dir, registry, settings).await
+    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
+        .await
+        .unwrap();
+    let mut f = fixture_on(dir, registry, settings).await;
+    // The live tail reads what a pipeline on the same backends writes.
+    let console = Arc::into_inner(f.console).expect("the only handle");
+    f.console = Arc::new(console.with_tail(EmbeddedTail { objects, state }));
+    f
 }
 
 /// A console on `registry`, its tokens under `dir`.

@@ -290,4 +290,11 @@ async fn shadows_are_started_shown_and_discarded_from_the_pages() {
             .text()
             .contains("data-shadow=")
     );
+
+    // The live tail page reloads itself; another tenant's binding is refused.
+    let tail = page(&f, &cookie, "/tail?tenant=acme&event_type=transaction").await;
+    assert_eq!(tail.status, StatusCode::OK);
+    assert!(tail.text().contains("http-equiv=\"refresh\"") && tail.text().contains("tail-records"));
+    let other = page(&f, &cookie, "/tail?tenant=globex&event_type=transaction").await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use weir_console::tail::EmbeddedTail;
 use weir_console::{AccessStore, Console, ConsoleSettings, Role};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
@@ -85,13 +86,18 @@ pub async fn start<R: Registry + 'static>(
     registry: R,
     runtime: Runtime,
     access: AccessStore,
+    tail: Option<EmbeddedTail>,
     listen: &ListenArgs,
 ) -> anyhow::Result<SocketAddr> {
     let settings = ConsoleSettings {
         max_upload_bytes: listen.max_upload_mib << 20,
         ..Default::default()
     };
-    let console = Arc::new(Console::new(registry, runtime, access, settings));
+    let mut console = Console::new(registry, runtime, access, settings);
+    if let Some(tail) = tail {
+        console = console.with_tail(tail);
+    }
+    let console = Arc::new(console);
     let listener = tokio::net::TcpListener::bind(listen.address)
         .await
         .with_context(|| {
@@ -126,13 +132,17 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                 let address = match backend {
                     Backend::Embedded => {
                         let (objects, state) = wiring::embedded(&target.data_dir)?;
+                        let tail = EmbeddedTail {
+                            objects: objects.clone(),
+                            state: state.clone(),
+                        };
                         let registry = EmbeddedRegistry::open(state, objects).await?;
-                        start(registry, runtime, access, &listen).await?
+                        start(registry, runtime, access, Some(tail), &listen).await?
                     }
                     Backend::Aws => {
                         let clients = AwsClients::from_env().await;
                         let backends = AwsBackends::connect(&clients, &aws).await?;
-                        start(backends.registry, runtime, access, &listen).await?
+                        start(backends.registry, runtime, access, None, &listen).await?
                     }
                 };
                 eprintln!(

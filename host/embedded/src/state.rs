@@ -206,6 +206,48 @@ impl SqliteState {
         .await
     }
 
+    /// The newest dead letters of an event type (and of one tenant, whose
+    /// records without `tenant_id` are `default`'s), newest first: what the
+    /// console's live tail shows. Letters whose payload is not JSON belong to
+    /// no event type and are not among them.
+    pub async fn recent_dead_letters(
+        &self,
+        event_type: &str,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(i64, DeadLetter)>, BackendError> {
+        let (event_type, tenant) = (event_type.to_owned(), tenant.map(str::to_owned));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with("reading recent dead letters", move |c| {
+            let mut statement = c.prepare(
+                "SELECT id, payload, reason, kind, stage, plugin, shard_id, sequence_number, partition_key, failed_at
+                 FROM dead_letters
+                 WHERE json_valid(CAST(payload AS TEXT))
+                   AND json_extract(CAST(payload AS TEXT), '$.event_type') = ?1
+                   AND (?2 IS NULL OR coalesce(json_extract(CAST(payload AS TEXT), '$.tenant_id'), 'default') = ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![event_type, tenant, limit], |row| {
+                Ok((
+                    row.get(0)?,
+                    DeadLetter {
+                        payload: row.get(1)?,
+                        reason: row.get(2)?,
+                        kind: row.get(3)?,
+                        stage: row.get(4)?,
+                        plugin: row.get(5)?,
+                        shard_id: row.get(6)?,
+                        sequence_number: row.get(7)?,
+                        partition_key: row.get(8)?,
+                        failed_at: row.get(9)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Deletes dead letters by id (after a redrive put them back on the
     /// stream). Returns how many went.
     pub async fn delete_dead_letters(&self, ids: Vec<i64>) -> Result<usize, BackendError> {
