@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weir_core::registry::{BindingKey, Registry};
+use weir_core::registry::{BindingKey, BindingLimits, Registry};
 
 use crate::checks::TestRun;
 use crate::ops::{UploadForm, parse_tenant};
@@ -182,6 +182,9 @@ struct Activation {
     /// Only if the binding is still at this revision (0: only if new).
     #[serde(default)]
     expected_revision: Option<u64>,
+    /// The binding's own limits (`memory_mib`, `cpu_ms`) over the host's.
+    #[serde(default)]
+    limits: BindingLimits,
 }
 
 fn binding_key(tenant: &str, event_type: String) -> BindingKey {
@@ -205,6 +208,7 @@ async fn activate<R: Registry + 'static>(
             &key,
             &activation.version,
             config,
+            activation.limits,
             activation.expected_revision,
         )
         .await?;

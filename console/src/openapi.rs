@@ -85,7 +85,8 @@ pub fn document() -> Value {
             "properties": {
                 "version": { "type": "string", "description": "SHA-256 or name@version" },
                 "config": { "type": "object", "additionalProperties": { "type": "string" } },
-                "expected_revision": { "type": "integer", "description": "only if the binding is at this revision; 0: only if new" }
+                "expected_revision": { "type": "integer", "description": "only if the binding is at this revision; 0: only if new" },
+                "limits": { "type": "object", "properties": { "memory_mib": { "type": "integer", "minimum": 1, "maximum": 4096 }, "cpu_ms": { "type": "integer", "minimum": 1, "maximum": 60000 } } }
             }
         }),
     );
@@ -220,6 +221,7 @@ pub fn document() -> Value {
                     "key": { "type": "object", "properties": { "tenant": { "type": ["string", "null"] }, "event_type": { "type": "string" } } },
                     "sha256": { "type": "string" },
                     "config": { "type": "array", "items": { "type": "array", "items": { "type": "string" } } },
+                    "limits": { "type": "object", "properties": { "memory_mib": { "type": "integer" }, "cpu_ms": { "type": "integer" } } },
                     "revision": { "type": "integer" }, "activated_by": { "type": "string" }, "activated_at": { "type": "string" }
                 } },
                 "Shadow": { "type": "object", "properties": {

@@ -8,8 +8,8 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 use serde::Serialize;
 use weir_core::registry::{
-    AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, ShadowRecord,
-    ShadowTally,
+    AuditEntry, BindingKey, BindingLimits, BindingRecord, Change, PluginVersion, Registry,
+    ShadowRecord, ShadowTally,
 };
 
 use crate::checks::{self, CaseSummary, TestRun, TestRunReport, UploadContext, UploadRefusal};
@@ -334,6 +334,7 @@ impl<R: Registry + 'static> Console<R> {
         key: &BindingKey,
         reference: &str,
         config: Vec<(String, String)>,
+        limits: BindingLimits,
         expected_revision: Option<u64>,
     ) -> Result<BindingRecord, ApiError> {
         self.require(
@@ -351,7 +352,14 @@ impl<R: Registry + 'static> Console<R> {
         };
         let record = self
             .registry
-            .activate(key, &version.sha256, config, expected_revision, change)
+            .activate_with(
+                key,
+                &version.sha256,
+                config,
+                limits,
+                expected_revision,
+                change,
+            )
             .await?;
         tracing::info!(binding = %key, plugin = %version.label(), revision = record.revision, by = %caller.name, "binding activated");
         Ok(record)

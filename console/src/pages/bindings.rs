@@ -6,11 +6,11 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
-use weir_core::registry::{BindingKey, PluginVersion, Registry};
+use weir_core::registry::{BindingKey, BindingLimits, PluginVersion, Registry};
 
 use super::{Shared, check_csrf, csrf_field, error_page, layout, parse_config, short};
-use crate::PageCaller;
 use crate::ops::parse_tenant;
+use crate::{ApiError, PageCaller};
 
 pub(super) async fn bindings<R: Registry + 'static>(
     State(c): Shared<R>,
@@ -47,7 +47,11 @@ pub(super) async fn bindings<R: Registry + 'static>(
                         td.active-version { a href={ "/versions/" (b.sha256) } { (label(&b.sha256)) } }
                         td { a href={ "/tail?tenant=" (b.key.tenant.as_deref().unwrap_or("*")) "&event_type=" (b.key.event_type) } { "live tail" } }
                         td { (b.revision) }
-                        td { @for (k, v) in &b.config { code { (k) "=" (v) } " " } }
+                        td {
+                            @for (k, v) in &b.config { code { (k) "=" (v) } " " }
+                            @if let Some(m) = b.limits.memory_mib { code { "memory " (m) " MiB" } " " }
+                            @if let Some(ms) = b.limits.cpu_ms { code { "cpu " (ms) " ms" } }
+                        }
                         td { (b.activated_at) " by " (b.activated_by) }
                         td {
                             @if principal.may_change_binding(&b.key) && b.revision > 1 {
@@ -119,6 +123,22 @@ pub(super) struct ActivateForm {
     version: String,
     #[serde(default)]
     config: String,
+    /// Empty: the host's default.
+    #[serde(default)]
+    memory_mib: String,
+    #[serde(default)]
+    cpu_ms: String,
+}
+
+/// An optional number from a form field.
+fn optional_number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(format!("{field} `{text}` is not a whole number")))
 }
 
 pub(super) async fn activate<R: Registry + 'static>(
@@ -133,8 +153,19 @@ pub(super) async fn activate<R: Registry + 'static>(
             event_type: form.event_type.trim().to_owned(),
         };
         let config = parse_config(&form.config)?;
-        c.activate(&caller.session.principal, &key, &form.version, config, None)
-            .await
+        let limits = BindingLimits {
+            memory_mib: optional_number("memory (MiB)", &form.memory_mib)?,
+            cpu_ms: optional_number("CPU time (ms)", &form.cpu_ms)?,
+        };
+        c.activate(
+            &caller.session.principal,
+            &key,
+            &form.version,
+            config,
+            limits,
+            None,
+        )
+        .await
     }
     .await;
     match result {

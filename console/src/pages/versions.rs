@@ -220,6 +220,12 @@ pub(super) async fn version<R: Registry + 'static>(
                 " "
                 label { "Event type " select name="event_type" { @for t in &v.event_types { option { (t) } } } }
                 p { label { "Configuration, one key=value per line" textarea name="config" rows="3" {} } }
+                p {
+                    "Limits (empty: the host's defaults) "
+                    label { "memory MiB " input type="number" name="memory_mib" min="1" max="4096"; }
+                    " "
+                    label { "CPU ms per batch " input type="number" name="cpu_ms" min="1" max="60000"; }
+                }
                 button type="submit" { "Activate" }
             }
         }
@@ -240,11 +246,12 @@ pub(super) async fn version<R: Registry + 'static>(
         }
         fieldset {
             legend { "Test run" }
-            form method="post" action={ "/versions/" (v.sha256) "/test" } {
+            form method="post" action={ "/versions/" (v.sha256) "/test" } enctype="multipart/form-data" {
                 (csrf_field(&caller))
                 label { "Tenant " input type="text" name="tenant" value=(own_tenant); }
                 p { label { "Configuration, one key=value per line" textarea name="config" rows="2" {} } }
-                p { label { "Events (a JSON array)" textarea name="events" rows="8" { (sample) } } }
+                p { label { "Events (a JSON array, or one JSON object per line)" textarea name="events" rows="8" { (sample) } } }
+                p { label { "or a file of them " input type="file" name="events_file" accept=".json,.jsonl"; } }
                 button type="submit" { "Run" }
             }
         }
@@ -258,13 +265,58 @@ pub(super) async fn version<R: Registry + 'static>(
     layout(&format!("{} {}", v.name, v.version), Some(&caller), body).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct TestForm {
+/// A test run as the page posts it (multipart: the events typed in, or a
+/// file of them).
+#[derive(Debug, Default)]
+struct TestForm {
     csrf: Option<String>,
     tenant: String,
-    #[serde(default)]
     config: String,
     events: String,
+    events_file: Option<String>,
+}
+
+impl TestForm {
+    async fn read(mut multipart: Multipart) -> Result<Self, ApiError> {
+        let mut form = Self::default();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+            match name.as_str() {
+                "csrf" => form.csrf = Some(text),
+                "tenant" => form.tenant = text,
+                "config" => form.config = text,
+                "events" => form.events = text,
+                "events_file" if !text.trim().is_empty() => form.events_file = Some(text),
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// Events as a JSON array, or JSON Lines (one per line).
+fn parse_events(text: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+    let text = text.trim();
+    if text.starts_with('[') {
+        return serde_json::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("the events are not a JSON array: {e}")));
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| ApiError::bad_request(format!("events line {}: not JSON: {e}", n + 1)))
+        })
+        .collect()
 }
 
 fn outcome_row(i: usize, outcome: &OutcomeView) -> Markup {
@@ -305,13 +357,12 @@ pub(super) async fn test_run<R: Registry + 'static>(
     State(c): Shared<R>,
     caller: PageCaller,
     Path(reference): Path<String>,
-    Form(form): Form<TestForm>,
+    multipart: Multipart,
 ) -> Response {
     let result = async {
+        let form = TestForm::read(multipart).await?;
         check_csrf(&c, &caller, form.csrf.as_deref(), "POST /versions/test").await?;
-        let events = serde_json::from_str(&form.events).map_err(|e| {
-            ApiError::bad_request(format!("the events are not a JSON array of objects: {e}"))
-        })?;
+        let events = parse_events(form.events_file.as_deref().unwrap_or(&form.events))?;
         let run = TestRun {
             tenant: form.tenant.trim().to_owned(),
             config: parse_config(&form.config)?.into_iter().collect(),

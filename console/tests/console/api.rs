@@ -256,6 +256,35 @@ async fn activations_are_revisioned_conflicts_refused_rollbacks_audited() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let limited = f
+        .api(
+            "PUT",
+            "/api/v1/bindings/globex/transaction",
+            Some(&f.admin),
+            Some(
+                json!({ "version": "tagger@2.0.0", "limits": { "memory_mib": 16, "cpu_ms": 200 } }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        limited.json()["limits"],
+        json!({ "memory_mib": 16, "cpu_ms": 200 })
+    );
+    let excessive = f
+        .api(
+            "PUT",
+            "/api/v1/bindings/globex/transaction",
+            Some(&f.admin),
+            Some(json!({ "version": "tagger@2.0.0", "limits": { "cpu_ms": 3_600_000 } })),
+        )
+        .await;
+    assert_eq!(excessive.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        excessive.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cpu_ms")
+    );
     let unknown = f
         .api("PUT", path, Some(&f.admin), Some(put("nothing@9", None)))
         .await;

@@ -53,15 +53,6 @@ fn csrf_of(html: &str) -> String {
     html[start..start + 64].to_owned()
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn pages_need_a_session_and_forms_need_its_csrf_token() {
     let f = fixture().await;
@@ -224,18 +215,64 @@ async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
     .text();
     assert!(diff.matches("class=\"differs\"").count() >= 5, "{diff}");
 
-    // A test run from the page.
-    let events =
-        r#"[{"event_type": "transaction", "amount": 3, "timestamp": "2024-01-15T10:30:00Z"}]"#;
-    let form = format!(
-        "csrf={csrf}&tenant=acme&config=tag%3Dgreen&events={}",
-        encode(events)
-    );
+    // A test run from the page: events typed in, or a JSON Lines file.
     let sha = tg["sha256"].as_str().unwrap();
-    let report = post_form(&f, &cookie, &format!("/versions/{sha}/test"), &form).await;
+    let run = |fields: Vec<(&'static str, String)>, file: Option<&'static str>| {
+        let (f, cookie) = (&f, cookie.clone());
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let files: Vec<(&str, &[u8])> = file
+                .map(|t| ("events_file", t.as_bytes()))
+                .into_iter()
+                .collect();
+            let request = Request::post(format!("/versions/{sha}/test"))
+                .header(header::COOKIE, cookie)
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(Body::from(multipart(&fields, &files)))
+                .unwrap();
+            f.send(request).await
+        }
+    };
+    let typed =
+        r#"[{"event_type": "transaction", "amount": 3, "timestamp": "2024-01-15T10:30:00Z"}]"#;
+    let report = run(
+        vec![
+            ("csrf", csrf.clone()),
+            ("tenant", "acme".into()),
+            ("config", "tag=green".into()),
+            ("events", typed.into()),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.text());
     let html = report.text();
     assert!(html.contains("enrich") && html.contains("green"), "{html}");
+    let lines = "{\"event_type\": \"transaction\", \"amount\": 1, \"timestamp\": \"2024-01-15T10:30:00Z\"}\n{\"event_type\": \"transaction\", \"amount\": 2, \"timestamp\": \"2024-01-15T10:30:00Z\"}\n";
+    let from_file = run(
+        vec![
+            ("csrf", csrf.clone()),
+            ("tenant", "acme".into()),
+            ("events", String::new()),
+        ],
+        Some(lines),
+    )
+    .await;
+    assert_eq!(from_file.status, StatusCode::OK, "{}", from_file.text());
+    assert!(
+        from_file.text().contains("2 event(s)"),
+        "{}",
+        from_file.text()
+    );
+    let no_csrf = run(
+        vec![("tenant", "acme".into()), ("events", typed.into())],
+        None,
+    )
+    .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
     // Its golden cases, run again from the page.
     let golden_run = post_form(
         &f,

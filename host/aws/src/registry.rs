@@ -24,8 +24,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::registry::{
-    AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, RegistryError,
-    SHADOW_SAMPLES, ShadowRecord, ShadowSample, ShadowTally, is_sha256_hex, sha256_hex,
+    AuditEntry, BindingKey, BindingLimits, BindingRecord, Change, PluginVersion, Registry,
+    RegistryError, SHADOW_SAMPLES, ShadowRecord, ShadowSample, ShadowTally, is_sha256_hex,
+    sha256_hex,
 };
 
 use crate::S3ObjectStore;
@@ -38,6 +39,13 @@ pub struct DynamoRegistry {
     client: Client,
     table: String,
     objects: S3ObjectStore,
+}
+
+/// What a binding's next revision points at.
+struct Target<'a> {
+    sha256: &'a str,
+    config: Vec<(String, String)>,
+    limits: BindingLimits,
 }
 
 /// Separates a binding's tenant and event type in keys: no name contains it.
@@ -123,6 +131,7 @@ fn binding_of(item: &Item) -> BindingRecord {
         },
         sha256: get_s(item, "sha256"),
         config: serde_json::from_str(&get_s(item, "config")).unwrap_or_default(),
+        limits: serde_json::from_str(&get_s(item, "limits")).unwrap_or_default(),
         revision: get_n(item, "revision"),
         activated_by: get_s(item, "activated_by"),
         activated_at: get_s(item, "activated_at"),
@@ -136,6 +145,10 @@ fn binding_fields(record: &BindingRecord) -> Item {
         (
             "config".to_owned(),
             s(serde_json::to_string(&record.config).unwrap_or_else(|_| "[]".into())),
+        ),
+        (
+            "limits".to_owned(),
+            s(serde_json::to_string(&record.limits).unwrap_or_else(|_| "{}".into())),
         ),
         ("revision".to_owned(), n(record.revision)),
         ("activated_by".to_owned(), s(&record.activated_by)),
@@ -355,12 +368,17 @@ impl DynamoRegistry {
     async fn set_binding(
         &self,
         key: &BindingKey,
-        sha256: &str,
-        config: Vec<(String, String)>,
+        target: Target<'_>,
         expected: Option<u64>,
         change: Change<'_>,
         action: &str,
     ) -> Result<BindingRecord, RegistryError> {
+        let Target {
+            sha256,
+            config,
+            limits,
+        } = target;
+        limits.check()?;
         self.check_handles(key, sha256).await?;
         // Without an expected revision, a concurrent change is retried on
         // top of it; with one, it is the caller's conflict.
@@ -380,6 +398,7 @@ impl DynamoRegistry {
                 key: key.clone(),
                 sha256: sha256.to_owned(),
                 config: config.clone(),
+                limits,
                 revision: actual.unwrap_or(0) + 1,
                 activated_by: change.actor.to_owned(),
                 activated_at: change.at.to_owned(),
@@ -552,16 +571,22 @@ impl Registry for DynamoRegistry {
         Ok((generation, bindings.iter().map(binding_of).collect()))
     }
 
-    async fn activate(
+    async fn activate_with(
         &self,
         key: &BindingKey,
         sha256: &str,
         config: Vec<(String, String)>,
+        limits: BindingLimits,
         expected_revision: Option<u64>,
         change: Change<'_>,
     ) -> Result<BindingRecord, RegistryError> {
         let sha256 = checked_sha(sha256)?;
-        self.set_binding(key, sha256, config, expected_revision, change, "activate")
+        let target = Target {
+            sha256,
+            config,
+            limits,
+        };
+        self.set_binding(key, target, expected_revision, change, "activate")
             .await
     }
 
@@ -581,15 +606,13 @@ impl Registry for DynamoRegistry {
             .ok_or_else(|| {
                 RegistryError::NotFound(format!("an earlier version of binding {key}"))
             })?;
-        self.set_binding(
-            key,
-            &previous.sha256,
-            previous.config,
-            Some(now.revision),
-            change,
-            "rollback",
-        )
-        .await
+        let target = Target {
+            sha256: &previous.sha256,
+            config: previous.config,
+            limits: previous.limits,
+        };
+        self.set_binding(key, target, Some(now.revision), change, "rollback")
+            .await
     }
 
     async fn start_shadow(

@@ -296,3 +296,77 @@ async fn serve_follows_a_split_made_while_it_runs() {
     assert_eq!(report.counts.records, 20);
     assert_eq!(processed_lines(&pipeline).await, 20, "nothing twice");
 }
+
+#[tokio::test]
+async fn a_replay_rewrites_processed_objects_in_s3_with_a_chosen_version() {
+    use weir_core::backend::ObjectStore;
+    use weir_runtime::router::Binding;
+    let (settings, pipeline, _) = setup(Mode::SingleStage).await;
+    let arn = format!(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/{}",
+        settings.stream
+    );
+    let event = samples::kinesis_event(&arn, "shardId-000000000000", &events(10), 1, Utc::now());
+    let handled = kinesis::handle(
+        &pipeline,
+        serde_json::from_value(event).unwrap(),
+        Utc::now(),
+    )
+    .await;
+    assert!(handled.response.batch_item_failures.is_empty());
+    let before = processed_lines(&pipeline).await;
+
+    let mut router = example_router(&[("transaction", "transaction"), ("metric", "metric")]);
+    let tagger = weir_runtime::Runtime::new(weir_runtime::RuntimeSettings {
+        cache_dir: Some(weir_testkit::build::shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap()
+    .load_file(weir_testkit::build::repo_plugin("tagger"))
+    .unwrap();
+    router.bind(
+        None,
+        "transaction",
+        Binding {
+            plugin: tagger,
+            config: vec![("tag".into(), "aws-backfill".into())],
+            limits: Default::default(),
+        },
+    );
+    pipeline.router.replace(router);
+    let range = weir_pipeline::ReplayRange {
+        event_type: "transaction".into(),
+        from: weir_core::time::parse_rfc3339("2024-01-15T10:00:00Z").unwrap(),
+        to: weir_core::time::parse_rfc3339("2024-01-15T11:00:00Z").unwrap(),
+    };
+    let done = pipeline.replay(&range, Utc::now(), |_| {}).await.unwrap();
+    assert_eq!((done.objects_done, done.counts.records), (1, 5));
+    assert_eq!(
+        processed_lines(&pipeline).await,
+        before,
+        "rewritten, not added to"
+    );
+    for key in pipeline
+        .objects
+        .list("processed/event_type=transaction/")
+        .await
+        .unwrap()
+    {
+        let body = pipeline.objects.get(&key).await.unwrap().unwrap();
+        for line in String::from_utf8(body).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["metadata"]["plugin"], "tagger@2.0.0");
+            assert_eq!(v["enriched_data"]["tag"], "aws-backfill");
+        }
+    }
+    // The metrics' objects were not in the range's event type: untouched.
+    for key in pipeline
+        .objects
+        .list("processed/event_type=metric/")
+        .await
+        .unwrap()
+    {
+        let body = String::from_utf8(pipeline.objects.get(&key).await.unwrap().unwrap()).unwrap();
+        assert!(body.contains("metric@1.0.0"));
+    }
+}

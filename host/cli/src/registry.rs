@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use weir_console::checks::{UploadContext, check_upload};
-use weir_core::registry::{BindingKey, Change, Registry};
+use weir_core::registry::{BindingKey, BindingLimits, Change, Registry};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
 
@@ -51,6 +51,12 @@ pub enum Command {
         /// Only if the binding is still at this revision (0: only if new).
         #[arg(long)]
         expect_revision: Option<u64>,
+        /// The binding's memory limit in MiB (default: the host's).
+        #[arg(long)]
+        memory_mib: Option<u32>,
+        /// The binding's CPU time limit per batch in ms (default: the host's).
+        #[arg(long)]
+        cpu_ms: Option<u64>,
         #[command(flatten)]
         who: Who,
     },
@@ -189,6 +195,8 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                 binding,
                 config,
                 expect_revision,
+                memory_mib,
+                cpu_ms,
                 who,
             } => {
                 let registry = open(&who.target).await?;
@@ -198,7 +206,14 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                     at: &now,
                 };
                 let record = registry
-                    .activate(&binding.key(), &sha256, config, expect_revision, change)
+                    .activate_with(
+                        &binding.key(),
+                        &sha256,
+                        config,
+                        BindingLimits { memory_mib, cpu_ms },
+                        expect_revision,
+                        change,
+                    )
                     .await?;
                 print_lines(&[record])?;
             }

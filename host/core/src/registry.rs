@@ -70,6 +70,36 @@ impl std::fmt::Display for BindingKey {
     }
 }
 
+/// A binding's own limits over the host's defaults (64 MiB, 1 s a batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingLimits {
+    /// Linear memory the plugin may grow to, in MiB (1 to 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// CPU time per batch, in milliseconds (1 to 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+}
+
+impl BindingLimits {
+    /// `Err` says which limit is out of range.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        if self.memory_mib.is_some_and(|m| !(1..=4096).contains(&m)) {
+            return Err(RegistryError::Refused(format!(
+                "memory_mib {:?}: give 1 to 4096",
+                self.memory_mib
+            )));
+        }
+        if self.cpu_ms.is_some_and(|c| !(1..=60_000).contains(&c)) {
+            return Err(RegistryError::Refused(format!(
+                "cpu_ms {:?}: give 1 to 60000",
+                self.cpu_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A binding as active now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindingRecord {
@@ -78,6 +108,9 @@ pub struct BindingRecord {
     pub sha256: String,
     /// Per-binding configuration the plugin sees.
     pub config: Vec<(String, String)>,
+    /// Per-binding limits over the host's defaults.
+    #[serde(default)]
+    pub limits: BindingLimits,
     /// 1 for the first activation, +1 for each change: the value a
     /// conditional activation expects.
     pub revision: u64,
@@ -220,11 +253,22 @@ pub trait Registry: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<(u64, Vec<BindingRecord>), RegistryError>> + Send;
 
-    /// Points a binding at a version, atomically. With
-    /// `expected_revision: Some(r)`, only if the binding is still at revision
-    /// `r` (`Some(0)`: only if it does not exist yet); `None` applies whatever
-    /// the binding is at. A mismatch is a [`RegistryError::Conflict`].
-    /// Audited.
+    /// Points a binding at a version, atomically, with its configuration
+    /// and limits. With `expected_revision: Some(r)`, only if the binding is
+    /// still at revision `r` (`Some(0)`: only if it does not exist yet);
+    /// `None` applies whatever the binding is at. A mismatch is a
+    /// [`RegistryError::Conflict`]. Audited.
+    fn activate_with(
+        &self,
+        key: &BindingKey,
+        sha256: &str,
+        config: Vec<(String, String)>,
+        limits: BindingLimits,
+        expected_revision: Option<u64>,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send;
+
+    /// [`Registry::activate_with`] the host's default limits.
     fn activate(
         &self,
         key: &BindingKey,
@@ -232,10 +276,20 @@ pub trait Registry: Send + Sync {
         config: Vec<(String, String)>,
         expected_revision: Option<u64>,
         change: Change<'_>,
-    ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send;
+    ) -> impl Future<Output = Result<BindingRecord, RegistryError>> + Send {
+        self.activate_with(
+            key,
+            sha256,
+            config,
+            BindingLimits::default(),
+            expected_revision,
+            change,
+        )
+    }
 
-    /// Points a binding back at the version it had before its current one
-    /// (a new revision, audited as `rollback`).
+    /// Points a binding back at the version it had before its current one,
+    /// with that revision's configuration and limits (a new revision,
+    /// audited as `rollback`).
     fn rollback(
         &self,
         key: &BindingKey,

@@ -5,8 +5,8 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::registry::{
-    AuditEntry, BindingKey, BindingRecord, Change, PluginVersion, Registry, RegistryError,
-    ShadowRecord, ShadowTally,
+    AuditEntry, BindingKey, BindingLimits, BindingRecord, Change, PluginVersion, Registry,
+    RegistryError, ShadowRecord, ShadowTally,
 };
 
 use crate::{LocalObjectStore, SqliteState};
@@ -32,6 +32,7 @@ const SCHEMA: &str = "
         revision INTEGER NOT NULL,
         sha256 TEXT NOT NULL REFERENCES plugin_versions (sha256),
         config TEXT NOT NULL,
+        limits TEXT NOT NULL DEFAULT '{}',
         activated_by TEXT NOT NULL,
         activated_at TEXT NOT NULL,
         PRIMARY KEY (tenant, event_type, revision)
@@ -98,16 +99,18 @@ fn tenant_column(key: &BindingKey) -> &str {
 
 fn current(tx: &Transaction<'_>, key: &BindingKey) -> rusqlite::Result<Option<BindingRecord>> {
     tx.query_row(
-        "SELECT revision, sha256, config, activated_by, activated_at FROM binding_revisions
+        "SELECT revision, sha256, config, activated_by, activated_at, limits FROM binding_revisions
          WHERE tenant = ?1 AND event_type = ?2 ORDER BY revision DESC LIMIT 1",
         params![tenant_column(key), key.event_type],
         |row| {
             let config: String = row.get(2)?;
+            let limits: String = row.get(5)?;
             Ok(BindingRecord {
                 key: key.clone(),
                 revision: row.get::<_, i64>(0)? as u64,
                 sha256: row.get(1)?,
                 config: serde_json::from_str(&config).unwrap_or_default(),
+                limits: serde_json::from_str(&limits).unwrap_or_default(),
                 activated_by: row.get(3)?,
                 activated_at: row.get(4)?,
             })
@@ -188,17 +191,28 @@ fn shadow_of(
     ))
 }
 
+/// What a binding's next revision points at.
+struct Target<'a> {
+    sha256: &'a str,
+    config: &'a [(String, String)],
+    limits: BindingLimits,
+}
+
 /// Inside a transaction: the new revision of `key`, audited, the generation
 /// moved. `Err(Ok(e))` is a registry refusal, `Err(Err(e))` a database error.
 fn set_binding(
     tx: &Transaction<'_>,
     key: &BindingKey,
-    sha256: &str,
-    config: &[(String, String)],
+    target: Target<'_>,
     expected: Option<u64>,
     change: (&str, &str),
     action: &str,
 ) -> Result<Result<BindingRecord, RegistryError>, rusqlite::Error> {
+    let Target {
+        sha256,
+        config,
+        limits,
+    } = target;
     let now = current(tx, key)?;
     let actual = now.as_ref().map(|b| b.revision);
     if let Some(expected) = expected
@@ -217,13 +231,14 @@ fn set_binding(
         key: key.clone(),
         sha256: sha256.to_owned(),
         config: config.to_vec(),
+        limits,
         revision: actual.unwrap_or(0) + 1,
         activated_by: change.0.to_owned(),
         activated_at: change.1.to_owned(),
     };
     tx.execute(
-        "INSERT INTO binding_revisions (tenant, event_type, revision, sha256, config, activated_by, activated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO binding_revisions (tenant, event_type, revision, sha256, config, activated_by, activated_at, limits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             tenant_column(key),
             key.event_type,
@@ -231,7 +246,8 @@ fn set_binding(
             sha256,
             serde_json::to_string(config).unwrap_or_else(|_| "[]".into()),
             change.0,
-            change.1
+            change.1,
+            serde_json::to_string(&limits).unwrap_or_else(|_| "{}".into())
         ],
     )?;
     bump_generation(tx)?;
@@ -252,14 +268,21 @@ impl EmbeddedRegistry {
         state
             .with("preparing the registry", |c| {
                 c.execute_batch(SCHEMA)?;
-                // Registries made before versions had owners.
-                let has_tenant: bool = c.query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('plugin_versions') WHERE name = 'tenant'",
-                    [],
-                    |r| r.get::<_, i64>(0).map(|n| n > 0),
-                )?;
-                if !has_tenant {
+                // Registries made before versions had owners and bindings limits.
+                let has_column = |table: &str, column: &str| {
+                    c.query_row(
+                        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                        params![table, column],
+                        |r| r.get::<_, i64>(0).map(|n| n > 0),
+                    )
+                };
+                if !has_column("plugin_versions", "tenant")? {
                     c.execute_batch("ALTER TABLE plugin_versions ADD COLUMN tenant TEXT")?;
+                }
+                if !has_column("binding_revisions", "limits")? {
+                    c.execute_batch(
+                        "ALTER TABLE binding_revisions ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",
+                    )?;
                 }
                 Ok(())
             })
@@ -425,7 +448,7 @@ impl Registry for EmbeddedRegistry {
                     |r| r.get(0),
                 )?;
                 let mut statement = tx.prepare(
-                    "SELECT tenant, event_type, revision, sha256, config, activated_by, activated_at
+                    "SELECT tenant, event_type, revision, sha256, config, activated_by, activated_at, limits
                      FROM binding_revisions b
                      WHERE revision = (SELECT MAX(revision) FROM binding_revisions
                                        WHERE tenant = b.tenant AND event_type = b.event_type)
@@ -434,7 +457,9 @@ impl Registry for EmbeddedRegistry {
                 let rows = statement.query_map([], |row| {
                     let tenant: String = row.get(0)?;
                     let config: String = row.get(4)?;
+                    let limits: String = row.get(7)?;
                     Ok(BindingRecord {
+                        limits: serde_json::from_str(&limits).unwrap_or_default(),
                         key: BindingKey {
                             tenant: (!tenant.is_empty()).then_some(tenant),
                             event_type: row.get(1)?,
@@ -452,22 +477,28 @@ impl Registry for EmbeddedRegistry {
             .await?)
     }
 
-    async fn activate(
+    async fn activate_with(
         &self,
         key: &BindingKey,
         sha256: &str,
         config: Vec<(String, String)>,
+        limits: BindingLimits,
         expected_revision: Option<u64>,
         change: Change<'_>,
     ) -> Result<BindingRecord, RegistryError> {
+        limits.check()?;
         let (key, sha256) = (key.clone(), sha256.to_owned());
         let (actor, at) = (change.actor.to_owned(), change.at.to_owned());
         self.binding_change("activating a binding", move |tx| {
+            let target = Target {
+                sha256: &sha256,
+                config: &config,
+                limits,
+            };
             set_binding(
                 tx,
                 &key,
-                &sha256,
-                &config,
+                target,
                 expected_revision,
                 (&actor, &at),
                 "activate",
@@ -488,9 +519,9 @@ impl Registry for EmbeddedRegistry {
                 return Ok(Err(RegistryError::NotFound(format!("binding {key}"))));
             };
             // The newest earlier revision on another version.
-            let previous: Option<(String, String)> = tx
+            let previous: Option<(String, String, String)> = tx
                 .query_row(
-                    "SELECT sha256, config FROM binding_revisions
+                    "SELECT sha256, config, limits FROM binding_revisions
                      WHERE tenant = ?1 AND event_type = ?2 AND revision < ?3 AND sha256 != ?4
                      ORDER BY revision DESC LIMIT 1",
                     params![
@@ -499,20 +530,25 @@ impl Registry for EmbeddedRegistry {
                         now.revision as i64,
                         now.sha256
                     ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((sha256, config)) = previous else {
+            let Some((sha256, config, limits)) = previous else {
                 return Ok(Err(RegistryError::NotFound(format!(
                     "an earlier version of binding {key}"
                 ))));
             };
             let config: Vec<(String, String)> = serde_json::from_str(&config).unwrap_or_default();
+            let limits: BindingLimits = serde_json::from_str(&limits).unwrap_or_default();
+            let target = Target {
+                sha256: &sha256,
+                config: &config,
+                limits,
+            };
             set_binding(
                 tx,
                 &key,
-                &sha256,
-                &config,
+                target,
                 Some(now.revision),
                 (&actor, &at),
                 "rollback",

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use weir_core::registry::{BindingKey, Registry, RegistryError};
+use weir_core::registry::{BindingKey, BindingLimits, Registry, RegistryError};
 use weir_runtime::router::{Binding, Router, Shadow, SharedRouter};
 use weir_runtime::{Limits, Plugin, Runtime};
 
@@ -113,7 +113,7 @@ impl<R: Registry> RegistryRouter<R> {
             let binding = Binding {
                 plugin,
                 config: record.config,
-                limits: Limits::default(),
+                limits: limits_of(record.limits),
             };
             router.bind(
                 record.key.tenant.as_deref(),
@@ -131,6 +131,18 @@ impl<R: Registry> RegistryRouter<R> {
         shared.replace(router);
         self.generation = Some(generation);
         Ok(Some(generation))
+    }
+}
+
+/// A binding's limits over the host's defaults.
+fn limits_of(own: BindingLimits) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        memory_bytes: own
+            .memory_mib
+            .map_or(defaults.memory_bytes, |m| (m as usize) << 20),
+        cpu_time: own.cpu_ms.map_or(defaults.cpu_time, Duration::from_millis),
+        ..defaults
     }
 }
 

@@ -668,3 +668,72 @@ async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promot
     assert_eq!(result.plugin_versions, ["tagger@2.0.0"]);
     assert!(pipeline.router.snapshot().shadows().is_empty());
 }
+
+#[tokio::test]
+async fn a_bindings_own_limits_reach_the_running_router() {
+    use std::time::Duration;
+    use weir_core::registry::BindingLimits;
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
+        .await
+        .unwrap();
+    let transaction = upload(&registry, "transaction").await;
+    let acme = BindingKey {
+        tenant: Some("acme".into()),
+        event_type: "transaction".into(),
+    };
+    let tight = BindingLimits {
+        memory_mib: Some(8),
+        cpu_ms: Some(50),
+    };
+    registry
+        .activate_with(&acme, &transaction, vec![], tight, None, BY_ALICE)
+        .await
+        .unwrap();
+    let pipeline = common::pipeline(
+        objects.clone(),
+        &state,
+        Router::new(),
+        PipelineSettings::default(),
+    );
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(shared_cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    follower.refresh(&pipeline.router).await.unwrap();
+    let limits = |router: &weir_runtime::router::SharedRouter| {
+        let snapshot = router.snapshot();
+        let binding = snapshot
+            .resolve("acme", "transaction")
+            .binding()
+            .unwrap()
+            .clone();
+        (binding.limits.memory_bytes, binding.limits.cpu_time)
+    };
+    assert_eq!(
+        limits(&pipeline.router),
+        (8 << 20, Duration::from_millis(50))
+    );
+    // Within them the plugin does its work (the runtime's tests show them enforced).
+    let run = pipeline
+        .process_batch("shardId-000000000000", &numbered(1, 3, "acme"), now())
+        .await
+        .unwrap();
+    assert_eq!(run.counts.enriched, 3);
+
+    // Activated again without limits: the host's defaults.
+    registry
+        .activate(&acme, &transaction, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    follower.refresh(&pipeline.router).await.unwrap();
+    let defaults = weir_runtime::Limits::default();
+    assert_eq!(
+        limits(&pipeline.router),
+        (defaults.memory_bytes, defaults.cpu_time)
+    );
+}

@@ -176,6 +176,28 @@ pub async fn activations_are_atomic_revisioned_audited_and_roll_back<R: Registry
         Err(RegistryError::Refused(_))
     ));
 
+    // Limits travel with a revision; out-of-range ones are refused.
+    let tight = weir_core::registry::BindingLimits {
+        memory_mib: Some(8),
+        cpu_ms: Some(50),
+    };
+    let limited = r
+        .activate_with(&acme(), &v2.sha256, vec![], tight, None, BY_ALICE)
+        .await
+        .unwrap();
+    assert_eq!((limited.revision, limited.limits), (3, tight));
+    let huge = weir_core::registry::BindingLimits {
+        memory_mib: Some(100_000),
+        cpu_ms: None,
+    };
+    assert!(matches!(
+        r.activate_with(&acme(), &v2.sha256, vec![], huge, None, BY_ALICE)
+            .await,
+        Err(RegistryError::Refused(_))
+    ));
+    let (_, listed) = r.bindings().await.unwrap();
+    assert_eq!(listed[0].limits, tight);
+
     let back = r
         .rollback(
             &acme(),
@@ -188,12 +210,15 @@ pub async fn activations_are_atomic_revisioned_audited_and_roll_back<R: Registry
         .unwrap();
     assert_eq!(
         (back.sha256.as_str(), back.revision),
-        (v1.sha256.as_str(), 3)
+        (v1.sha256.as_str(), 4)
     );
     assert_eq!(
-        back.config,
-        vec![("threshold".to_owned(), "500".to_owned())],
-        "with the config it had"
+        (back.config.clone(), back.limits),
+        (
+            vec![("threshold".to_owned(), "500".to_owned())],
+            Default::default()
+        ),
+        "with the config and limits it had"
     );
     let (generation, bindings) = r.bindings().await.unwrap();
     assert_eq!(generation, r.generation().await.unwrap());
@@ -208,6 +233,7 @@ pub async fn activations_are_atomic_revisioned_audited_and_roll_back<R: Registry
         actions,
         [
             ("rollback", "bob"),
+            ("activate", "alice"),
             ("activate", "alice"),
             ("activate", "alice"),
             ("add-version", "alice"),
