@@ -115,14 +115,13 @@ fn bindings(runtime: &Runtime, dir: &Path) -> anyhow::Result<Router> {
     Ok(router)
 }
 
-async fn init(config: &Config) -> anyhow::Result<Function> {
+async fn init(config: &Config, clients: &AwsClients) -> anyhow::Result<Function> {
     let mode = match config.mode.as_str() {
         "single-stage" => Mode::SingleStage,
         "two-stage" => Mode::TwoStage,
         other => anyhow::bail!("WEIR_MODE `{other}`: use single-stage or two-stage"),
     };
-    let clients = AwsClients::from_env().await;
-    let backends = AwsBackends::connect(&clients, &config.aws).await?;
+    let backends = AwsBackends::connect(clients, &config.aws).await?;
     let runtime = Runtime::new(RuntimeSettings {
         cache_dir: Some(config.cache_dir.clone()),
         ..Default::default()
@@ -212,7 +211,10 @@ async fn main() -> Result<(), Error> {
         .without_time() // CloudWatch stamps each line
         .init();
     let config = Config::parse_from(["bootstrap"]);
-    let function = init(&config).await.map_err(|e| format!("{e:#}"))?;
+    let clients = AwsClients::from_env().await;
+    let function = init(&config, &clients)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let init_ms = started.elapsed().as_secs_f64() * 1e3;
     let generation = function.registry.lock().await.follower.generation();
     tracing::info!(
@@ -243,4 +245,97 @@ async fn main() -> Result<(), Error> {
     }
     let function = &function;
     lambda_runtime::run(service_fn(move |event| handle(function, event))).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The registry TTL between invocations, against moto.
+
+    use weir_core::registry::{BindingKey, Registry};
+    use weir_testkit::build::{EXAMPLE_PLUGINS, repo_plugin, shared_cache_dir};
+    use weir_testkit::moto;
+    use weir_testkit::registry_contract::{BY_ALICE, version_of_component};
+
+    use super::*;
+
+    fn acme_binding(function: &Function) -> String {
+        let snapshot = function.pipeline.router.snapshot();
+        let binding = snapshot.resolve("acme", "transaction").binding().cloned();
+        binding
+            .map(|b| b.plugin.label().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_activation_reaches_the_next_invocation_after_the_ttl() {
+        let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+        let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+        weir_aws::provision::create_all(&clients, &settings, 1)
+            .await
+            .unwrap();
+        let plugins = tempfile::tempdir().unwrap();
+        for name in EXAMPLE_PLUGINS {
+            let from = repo_plugin(name);
+            std::fs::copy(&from, plugins.path().join(from.file_name().unwrap())).unwrap();
+        }
+        let cache = shared_cache_dir();
+        let config = |ttl_ms: &str| {
+            let args = [
+                "bootstrap",
+                "--aws-stream",
+                &settings.stream,
+                "--raw-bucket",
+                &settings.raw_bucket,
+                "--processed-bucket",
+                &settings.processed_bucket,
+                "--metadata-table",
+                &settings.metadata_table,
+                "--metrics-table",
+                &settings.metrics_table,
+                "--registry-table",
+                &settings.registry_table,
+                "--dead-letter-queue",
+                &settings.dead_letter_queue,
+                "--plugin-dir",
+                plugins.path().to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--registry-ttl-ms",
+                ttl_ms,
+            ];
+            Config::parse_from(args)
+        };
+        let patient = init(&config("600000"), &clients).await.unwrap();
+        let eager = init(&config("0"), &clients).await.unwrap();
+        assert_eq!(acme_binding(&patient), "transaction@1.0.0");
+
+        let component = std::fs::read(repo_plugin("tagger")).unwrap();
+        let runtime = Runtime::new(RuntimeSettings {
+            cache_dir: Some(shared_cache_dir()),
+            ..Default::default()
+        })
+        .unwrap();
+        let version = version_of_component(&runtime, &component);
+        let backends = AwsBackends::connect(&clients, &settings).await.unwrap();
+        backends
+            .registry
+            .add_version(version.clone(), component, None, BY_ALICE)
+            .await
+            .unwrap();
+        let acme = BindingKey {
+            tenant: Some("acme".into()),
+            event_type: "transaction".into(),
+        };
+        backends
+            .registry
+            .activate(&acme, &version.sha256, vec![], None, BY_ALICE)
+            .await
+            .unwrap();
+
+        // Within its TTL a function keeps what it has; past it, it follows.
+        patient.follow_registry().await;
+        eager.follow_registry().await;
+        assert_eq!(acme_binding(&patient), "transaction@1.0.0");
+        assert_eq!(acme_binding(&eager), "tagger@2.0.0");
+    }
 }
