@@ -11,10 +11,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use weir_aws::{AwsBackends, AwsClients, AwsSettings};
 use weir_core::backend::{DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::stream::StreamSource;
 use weir_embedded::{EmbeddedRegistry, EmbeddedStream};
+use weir_pipeline::telemetry::Telemetry;
 use weir_pipeline::{ConsumerSettings, Pipeline, RegistryRouter, follow_registry, serve};
 use weir_runtime::Runtime;
 
@@ -40,6 +42,10 @@ pub struct Args {
     /// How often the registry is checked for activations.
     #[arg(long, default_value_t = 500)]
     registry_poll_ms: u64,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (records,
+    /// bytes, batch latency quantiles, iterator age, per-plugin use).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Where the stream and the output live.
     #[arg(long, value_enum, default_value = "embedded")]
     backend: Backend,
@@ -65,10 +71,15 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
         }
         let settings = wiring::pipeline_settings(args.two_stage);
         let router = wiring::default_bindings(&plugins);
+        let telemetry = match args.metrics_listen {
+            Some(address) => Some(serve_metrics(address).await?),
+            None => None,
+        };
         let consumer = ConsumerSettings {
             name: args.consumer.clone(),
             batch_size: args.batch_size,
             batching_window: Duration::from_millis(args.batching_window_ms),
+            telemetry,
             ..Default::default()
         };
         match args.backend {
@@ -127,6 +138,37 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Serves `/metrics` (Prometheus text) in the background.
+async fn serve_metrics(address: std::net::SocketAddr) -> anyhow::Result<Arc<Telemetry>> {
+    let telemetry = Arc::new(Telemetry::new());
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for --metrics-listen"))?;
+    let shared = telemetry.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let telemetry = shared.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    telemetry.render_prometheus(),
+                )
+            }
+        }),
+    );
+    eprintln!("metrics at http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(telemetry)
 }
 
 async fn until_ctrl_c<S, O, D, M>(

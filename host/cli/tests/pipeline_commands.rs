@@ -170,11 +170,41 @@ fn produce_refuses_unknown_event_types() {
     );
 }
 
+/// `GET /metrics` from a running service, retried until it answers with
+/// `needle` (metrics are counted just after a batch's output is durable).
+fn scrape(address: &str, needle: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let request =
+                format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.contains("text/plain; version=0.0.4"), "{answer}");
+            if answer.contains(needle) {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in {answer}"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics at {address}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();
-    let start_serve = || {
+    let start_serve = |extra: &[&str]| {
         weir(&[
             "serve",
             "--data-dir",
@@ -182,6 +212,7 @@ fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart(
             "--batching-window-ms",
             "100",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -245,7 +276,7 @@ fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart(
         assert!(output.status.success(), "{}", text(&output.stderr));
     };
 
-    let serve = start_serve();
+    let serve = start_serve(&[]);
     produce("150");
     wait_for(150);
     let stderr = interrupt(serve);
@@ -254,10 +285,26 @@ fn serve_processes_what_is_produced_stops_on_ctrl_c_and_resumes_after_a_restart(
         "{stderr}"
     );
 
-    // Restarted, it resumes from its checkpoints: only the new records.
+    // Restarted, it resumes from its checkpoints: only the new records. And
+    // it serves its metrics.
     produce("40");
-    let serve = start_serve();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_address = format!("127.0.0.1:{port}");
+    let serve = start_serve(&["--metrics-listen", &metrics_address]);
     wait_for(190);
+    let metrics = scrape(&metrics_address, "\nweir_records_in_total 40\n");
+    assert!(
+        metrics.contains("weir_plugin_invocations_total{plugin=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_batch_duration_seconds{quantile=\"0.95\"}"),
+        "{metrics}"
+    );
     let stderr = interrupt(serve);
     assert!(stderr.contains("40 records"), "{stderr}");
     assert_eq!(count_processed(), 190, "nothing processed twice");

@@ -183,7 +183,16 @@ async fn handle(function: &Function, event: LambdaEvent<Value>) -> Result<Value,
     } else {
         let kinesis_event: weir_lambda::kinesis::KinesisEvent =
             serde_json::from_value(event.payload)?;
-        let handled = weir_lambda::kinesis::handle(pipeline, kinesis_event, Utc::now()).await;
+        let now = Utc::now();
+        let handled = weir_lambda::kinesis::handle(pipeline, kinesis_event, now).await;
+        // Metrics as CloudWatch embedded metric format: one log line each.
+        let function_name =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "weir".into());
+        for observed in &handled.observations {
+            for document in weir_pipeline::telemetry::emf_document(&function_name, observed, now) {
+                println!("{document}");
+            }
+        }
         Ok(serde_json::to_value(handled.response)?)
     }
 }

@@ -9,6 +9,7 @@ use weir_core::backend::{DeadLetter, DeadLetterQueue, MetadataStore, ObjectStore
 use weir_core::intake::decode_base64;
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_core::time;
+use weir_pipeline::telemetry::BatchObservation;
 use weir_pipeline::{BatchResult, Pipeline};
 
 /// A Kinesis event as Lambda delivers it. Deserialised here rather than with
@@ -48,6 +49,8 @@ pub const UNKNOWN_SHARD: &str = "shardId-unknown";
 pub struct Handled {
     pub response: KinesisEventResponse,
     pub batches: Vec<BatchResult>,
+    /// Each batch's metrics, for the function's log (EMF).
+    pub observations: Vec<BatchObservation>,
     /// Shards whose batch failed, with the error: reported for retry.
     pub failures: Vec<(String, String)>,
 }
@@ -152,14 +155,21 @@ where
     let mut handled = Handled {
         response: KinesisEventResponse::default(),
         batches: Vec::new(),
+        observations: Vec::new(),
         failures: Vec::new(),
     };
     for (shard_id, batch) in shards {
+        let started = std::time::Instant::now();
         match pipeline
             .process_batch_with_refusals(&shard_id, &batch.records, batch.unreadable, now)
             .await
         {
-            Ok(result) => handled.batches.push(result),
+            Ok(result) => {
+                let observed =
+                    BatchObservation::new(result.clone(), &batch.records, started.elapsed(), now);
+                handled.observations.push(observed);
+                handled.batches.push(result);
+            }
             Err(e) => {
                 // Retry from the first record: the whole batch failed and was
                 // rolled back. With nothing sequenced there is nothing Lambda

@@ -279,3 +279,51 @@ async fn the_s3_handler_transforms_raw_objects_and_skips_everything_else() {
     let e = s3::handle(&s.pipeline, event, now()).await.unwrap_err();
     assert!(e.retryable, "{e}");
 }
+
+#[tokio::test]
+async fn each_batch_yields_its_cloudwatch_embedded_metric_documents() {
+    let s = setup(Mode::SingleStage);
+    // Handled 12 s after the records arrived on the stream.
+    let later = now() + chrono::Duration::seconds(12);
+    let handled = kinesis::handle(&s.pipeline, event(), later).await;
+    assert_eq!(handled.observations.len(), 1);
+    let documents =
+        weir_pipeline::telemetry::emf_document("weir-processor", &handled.observations[0], later);
+    // The batch's, then one per plugin version it used.
+    assert_eq!(documents.len(), 3, "{documents:#?}");
+    let batch = &documents[0];
+    let directive = &batch["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Weir");
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
+    let names: Vec<&str> = directive["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
+    for name in &names {
+        assert!(
+            batch.get(*name).is_some(),
+            "every declared metric has a value: {name}"
+        );
+    }
+    assert_eq!(batch["_aws"]["Timestamp"], later.timestamp_millis());
+    assert_eq!(batch["Function"], "weir-processor");
+    assert_eq!(batch["RecordsIn"], 6);
+    assert_eq!(batch["RecordsDeadLettered"], 3);
+    assert_eq!(
+        batch["RecordsWritten"], 3,
+        "two enriched, one passed through"
+    );
+    assert_eq!(batch["IteratorAge"], 12_000);
+    let plugins: Vec<&str> = documents[1..]
+        .iter()
+        .map(|d| d["Plugin"].as_str().unwrap())
+        .collect();
+    assert_eq!(plugins, ["metric@1.0.0", "transaction@1.0.0"]);
+    assert_eq!(documents[1]["PluginInvocations"], 1);
+    assert_eq!(
+        documents[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["Function", "Plugin"]])
+    );
+}

@@ -108,6 +108,20 @@ pub struct BatchResult {
     pub counts: BatchCounts,
     pub object_keys: Vec<String>,
     pub plugin_versions: Vec<String>,
+    /// How each plugin version was used, by `name@version`.
+    pub plugin_usage: BTreeMap<String, PluginUsage>,
+}
+
+/// One plugin version's work in a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginUsage {
+    /// Calls (one per tenant and event type in the batch).
+    pub invocations: u32,
+    pub records: u32,
+    /// Calls a fault took down (trap, limit, invalid output).
+    pub faults: u32,
+    pub elapsed: std::time::Duration,
+    pub peak_memory_bytes: usize,
 }
 
 impl BatchResult {
@@ -117,6 +131,7 @@ impl BatchResult {
             counts: BatchCounts::default(),
             object_keys: Vec::new(),
             plugin_versions: Vec::new(),
+            plugin_usage: BTreeMap::new(),
         }
     }
 
@@ -291,7 +306,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         counts.refused_at_intake = counts.records - counts.accepted;
 
         let mut processed_objects: BTreeMap<Partition, Vec<u8>> = BTreeMap::new();
-        let mut plugin_versions = BTreeSet::new();
+        let mut plugin_usage = BTreeMap::new();
         if enrich_stage {
             let router = self.router.snapshot();
             let ctx = EnrichContext {
@@ -305,7 +320,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                 &accepted,
                 &mut processed_objects,
                 &mut counts,
-                &mut plugin_versions,
+                &mut plugin_usage,
             );
             for r in rejections {
                 dead_letters.push(letter(
@@ -321,7 +336,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         // Durable, in this order, before the caller checkpoints.
         let mut object_keys = Vec::new();
         let mut partitions = BTreeSet::new();
-        let plugin_versions: Vec<String> = plugin_versions.into_iter().collect();
+        let plugin_versions: Vec<String> = plugin_usage.keys().cloned().collect();
         let durable = async {
             let mut objects = Vec::new();
             for (stage, bodies) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
@@ -358,6 +373,12 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         }
         debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
         tracing::info!(
+            shard_id,
+            batch_id = %batch_id,
+            first_sequence = %first_seq,
+            last_sequence = %last_seq,
+            plugin_versions = ?plugin_versions,
+            records = counts.records,
             accepted = counts.accepted,
             outputs = counts.outputs,
             dropped = counts.dropped,
@@ -370,6 +391,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             counts,
             object_keys,
             plugin_versions,
+            plugin_usage,
         })
     }
 

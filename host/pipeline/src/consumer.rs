@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use weir_core::backend::{BackendError, DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::stream::{ShardLineage, StartingPosition, StreamSource, parents_first};
 
+use crate::telemetry::BatchObservation;
 use crate::{BatchCounts, Mode, Pipeline};
 
 /// How a consumer batches and polls.
@@ -33,6 +34,8 @@ pub struct ConsumerSettings {
     pub poll_interval: Duration,
     /// How often the service looks for new shards (after a resharding).
     pub shard_refresh: Duration,
+    /// Where each batch's metrics go, if anywhere.
+    pub telemetry: Option<std::sync::Arc<crate::telemetry::Telemetry>>,
 }
 
 impl Default for ConsumerSettings {
@@ -43,6 +46,7 @@ impl Default for ConsumerSettings {
             batching_window: Duration::from_secs(5),
             poll_interval: Duration::from_millis(200),
             shard_refresh: Duration::from_secs(10),
+            telemetry: None,
         }
     }
 }
@@ -117,6 +121,7 @@ where
     D: DeadLetterQueue,
     M: MetadataStore,
 {
+    let started = std::time::Instant::now();
     let result = pipeline.process_batch(shard, records, Utc::now()).await?;
     let mut counts = result.counts.clone();
     let mut objects_written = result.object_keys.len() as u32;
@@ -133,6 +138,11 @@ where
             counts.add_enrichment(&transformed.counts);
             objects_written += transformed.object_keys.len() as u32;
         }
+    }
+    if let Some(telemetry) = &settings.telemetry {
+        let observed =
+            BatchObservation::new(result.clone(), records, started.elapsed(), Utc::now());
+        telemetry.observe(&observed);
     }
     if let Some(last) = records.last() {
         stream

@@ -2,7 +2,7 @@
 //! envelopes by partition.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use weir_core::OutcomeView;
 use weir_core::envelope::{self, EnvelopeContext, Original};
@@ -13,7 +13,7 @@ use weir_core::stream::StreamRecord;
 use weir_core::{JsonObject, Outcome, PluginEvent, RejectionKind, time};
 use weir_runtime::router::{Router, Shadow};
 
-use crate::batch::{BatchCounts, bucket};
+use crate::batch::{BatchCounts, PluginUsage, bucket};
 
 /// A record a plugin rejected: the record, the error kind, the message and
 /// the plugin version.
@@ -47,7 +47,7 @@ pub(crate) fn enrich<'r>(
     accepted: &[(Accepted<'_>, &'r StreamRecord)],
     out: &mut BTreeMap<Partition, Vec<u8>>,
     counts: &mut BatchCounts,
-    plugin_versions: &mut BTreeSet<String>,
+    plugin_usage: &mut BTreeMap<String, PluginUsage>,
 ) -> Vec<PluginRejection<'r>> {
     let mut rejections = Vec::new();
     let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
@@ -113,7 +113,12 @@ pub(crate) fn enrich<'r>(
             compare_in_shadow(shadow, &events, &report.outcomes);
         }
         let plugin = binding.plugin.info().plugin_ref();
-        plugin_versions.insert(plugin.to_string());
+        let usage = plugin_usage.entry(plugin.to_string()).or_default();
+        usage.invocations += 1;
+        usage.records += members.len() as u32;
+        usage.faults += u32::from(report.fault.is_some());
+        usage.elapsed += report.elapsed;
+        usage.peak_memory_bytes = usage.peak_memory_bytes.max(report.peak_memory_bytes);
         let envelope_ctx = EnvelopeContext {
             source: ctx.source,
             shard_id: ctx.shard_id,

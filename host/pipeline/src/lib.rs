@@ -20,9 +20,10 @@ mod enrich;
 mod hot_swap;
 mod raw;
 mod replay;
+pub mod telemetry;
 mod transform;
 
-pub use batch::{BatchCounts, BatchResult, Mode, Pipeline, PipelineSettings};
+pub use batch::{BatchCounts, BatchResult, Mode, Pipeline, PipelineSettings, PluginUsage};
 pub use consumer::{ConsumeReport, ConsumerSettings, drain, serve};
 pub use hot_swap::{RegistryRouter, follow_registry};
 pub use replay::{ReplayProgress, ReplayRange};

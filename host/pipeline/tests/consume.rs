@@ -227,3 +227,65 @@ async fn serve_consumes_as_records_arrive_and_stops_cleanly() {
     assert_eq!(report.counts.records, 30);
     assert_eq!(processed_ns(&p.objects).await.len(), 30);
 }
+
+#[tokio::test]
+async fn a_consumer_with_telemetry_counts_records_latency_and_plugins_for_prometheus() {
+    use weir_pipeline::telemetry::Telemetry;
+    let s = setup().await;
+    produce(&s.stream, 40).await;
+    let mut broken = s
+        .stream
+        .put_records(vec![PutRecord {
+            partition_key: "bad".into(),
+            data: b"not json".to_vec(),
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(broken.remove(0), PutResult::Accepted { .. }));
+    let objects = LocalObjectStore::open(&s.root).unwrap();
+    let telemetry = Arc::new(Telemetry::new());
+    let settings = ConsumerSettings {
+        batch_size: 10,
+        telemetry: Some(telemetry.clone()),
+        ..Default::default()
+    };
+    let report = drain(&s.stream, &pipeline(objects, &s.state), &settings)
+        .await
+        .unwrap();
+    let text = telemetry.render_prometheus();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no `{line_start}` in\n{text}"))
+            .rsplit_once(' ')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("weir_records_in_total "), 41.0);
+    assert_eq!(value("weir_records_written_total "), 40.0);
+    assert_eq!(value("weir_records_dead_lettered_total "), 1.0);
+    assert_eq!(value("weir_batches_total "), f64::from(report.batches));
+    assert!(value("weir_bytes_in_total ") > 40.0 * 50.0);
+    assert!(value("weir_batch_duration_seconds{quantile=\"0.99\"} ") > 0.0);
+    assert!(
+        value("weir_batch_duration_seconds{quantile=\"0.5\"} ")
+            <= value("weir_batch_duration_seconds{quantile=\"0.99\"} ")
+    );
+    assert_eq!(
+        value("weir_plugin_records_total{plugin=\"transaction@1.0.0\"} "),
+        20.0
+    );
+    assert_eq!(
+        value("weir_plugin_records_total{plugin=\"metric@1.0.0\"} "),
+        20.0
+    );
+    assert_eq!(
+        value("weir_plugin_faults_total{plugin=\"metric@1.0.0\"} "),
+        0.0
+    );
+    assert!(value("weir_plugin_peak_memory_bytes{plugin=\"metric@1.0.0\"} ") > 0.0);
+    assert!(text.contains("# TYPE weir_records_in_total counter"));
+    assert!(text.contains("# TYPE weir_batch_duration_seconds summary"));
+}
