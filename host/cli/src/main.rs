@@ -202,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Invoke(command) => invoke::invoke(runtime(cli.cache_dir)?, command),
         Command::Events(command) => invoke::events(command),
         Command::Metrics(args) => tables::metrics(args),
-        Command::Aws(command) => aws::run(command),
+        Command::Aws(command) => aws::run(runtime(cli.cache_dir)?, command),
         Command::Registry(command) => registry::run(runtime(cli.cache_dir)?, command),
         Command::Batches(args) => tables::batches(args),
         Command::Replay(args) => replay::run(runtime(cli.cache_dir)?, args),

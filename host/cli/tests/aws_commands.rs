@@ -24,6 +24,7 @@ fn weir_aws(args: &[&str], settings: &AwsSettings) -> Command {
         .args(["--metrics-table", &settings.metrics_table])
         .args(["--checkpoints-table", &settings.checkpoints_table])
         .args(["--dead-letter-queue", &settings.dead_letter_queue])
+        .args(["--registry-table", &settings.registry_table])
         .env("WEIR_CACHE_DIR", shared_cache_dir())
         .env("AWS_ENDPOINT_URL", moto::endpoint())
         .env("AWS_ACCESS_KEY_ID", "weir")
@@ -133,4 +134,49 @@ fn provision_produce_and_serve_on_kinesis_s3_dynamodb_and_sqs() {
     let stderr = interrupt(child);
     assert!(stderr.contains("15 records"), "{stderr}");
     assert_eq!(processed(), 75, "nothing processed twice");
+}
+
+#[test]
+fn the_local_loop_provisions_puts_processes_and_reads_back_like_the_seeds() {
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    let output = weir_aws(
+        &["aws", "loop", "--shards", "2", "--records", "30"],
+        &settings,
+    )
+    .output()
+    .unwrap();
+    ok(output.clone());
+    let stdout = text(&output.stdout);
+    for step in [
+        "1. create the resources",
+        "2. put-record",
+        "\"SequenceNumber\"",
+        "3. put-records (30)",
+        "5. s3 ls",
+        "6. dynamodb scan",
+        "7. dead-letter queue",
+    ] {
+        assert!(stdout.contains(step), "no `{step}` in\n{stdout}");
+    }
+    assert!(stdout.contains("ok: 31 records put"), "{stdout}");
+    assert!(
+        stdout.contains("processed/event_type=") && stdout.contains("(new)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 dead-lettered"),
+        "the seeds' events all pass: {stdout}"
+    );
+    assert!(stdout.contains("   batch shardId-"), "{stdout}");
+    // Run again on the same resources: it provisions nothing new and reads
+    // only what it put this time (from its checkpoints).
+    let again = weir_aws(&["aws", "loop", "--records", "5"], &settings)
+        .output()
+        .unwrap();
+    ok(again.clone());
+    assert!(
+        text(&again.stdout).contains("ok: 6 records put"),
+        "{}",
+        text(&again.stdout)
+    );
 }
