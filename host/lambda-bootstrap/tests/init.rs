@@ -129,3 +129,56 @@ async fn init_binds_what_the_registry_has_activated_over_the_shipped_plugins() {
     assert_eq!(after["acme_transaction"], "tagger@2.0.0", "{after}");
     assert_eq!(after["registry_generation"], 1);
 }
+
+#[test]
+fn the_deploy_template_configures_what_the_bootstrap_reads() {
+    let template =
+        std::fs::read_to_string(weir_testkit::build::repo_root().join("deploy/template.yaml"))
+            .unwrap();
+    // Every setting a function reads, and the seeds' event source mapping.
+    for needle in [
+        "WEIR_STREAM:",
+        "WEIR_RAW_BUCKET:",
+        "WEIR_PROCESSED_BUCKET:",
+        "WEIR_METADATA_TABLE:",
+        "WEIR_METRICS_TABLE:",
+        "WEIR_REGISTRY_TABLE:",
+        "WEIR_DEAD_LETTER_QUEUE:",
+        "WEIR_REGISTRY_TTL_MS:",
+        "WEIR_PLUGIN_DIR:",
+        "WEIR_MODE:",
+        "Runtime: provided.al2023",
+        "Handler: bootstrap",
+        "BatchSize: 100",
+        "MaximumBatchingWindowInSeconds: 5",
+        "ParallelizationFactor: 2",
+        "MaximumRetryAttempts: 3",
+        "BisectBatchOnFunctionError: true",
+        "FunctionResponseTypes: [ReportBatchItemFailures]",
+        "IndexName: ShardIndex",
+        "MessageRetentionPeriod: 1209600",
+        "AttributeName: ttl",
+        "Mode: Active",
+    ] {
+        assert!(
+            template.contains(needle),
+            "deploy/template.yaml lacks `{needle}`"
+        );
+    }
+    // The resource names the code defaults to, under the template's prefix.
+    let defaults = AwsSettings::with_prefix("PREFIX");
+    for name in [
+        &defaults.stream,
+        &defaults.metadata_table,
+        &defaults.metrics_table,
+        &defaults.checkpoints_table,
+        &defaults.registry_table,
+        &defaults.dead_letter_queue,
+    ] {
+        let templated = name.replace("PREFIX", "${NamePrefix}");
+        assert!(
+            template.contains(&templated),
+            "deploy/template.yaml names no `{templated}`"
+        );
+    }
+}
