@@ -337,13 +337,8 @@ impl<R: Registry + 'static> Console<R> {
         limits: BindingLimits,
         expected_revision: Option<u64>,
     ) -> Result<BindingRecord, ApiError> {
-        self.require(
-            caller,
-            caller.may_change_binding(key),
-            format!("activate {key}"),
-            "a tenant token changes only its own tenant's bindings",
-        )
-        .await?;
+        self.require_binding_change(caller, key, format!("activate {key}"))
+            .await?;
         let version = self.version(caller, reference).await?;
         let at = now();
         let change = Change {
@@ -370,13 +365,8 @@ impl<R: Registry + 'static> Console<R> {
         caller: &Principal,
         key: &BindingKey,
     ) -> Result<BindingRecord, ApiError> {
-        self.require(
-            caller,
-            caller.may_change_binding(key),
-            format!("roll back {key}"),
-            "a tenant token changes only its own tenant's bindings",
-        )
-        .await?;
+        self.require_binding_change(caller, key, format!("roll back {key}"))
+            .await?;
         let at = now();
         let change = Change {
             actor: &caller.name,
@@ -385,6 +375,18 @@ impl<R: Registry + 'static> Console<R> {
         let record = self.registry.rollback(key, change).await?;
         tracing::info!(binding = %key, sha256 = %record.sha256, revision = record.revision, by = %caller.name, "binding rolled back");
         Ok(record)
+    }
+
+    /// Refuses (and logs) a change of a binding the caller may not change.
+    async fn require_binding_change(
+        &self,
+        caller: &Principal,
+        key: &BindingKey,
+        action: String,
+    ) -> Result<(), ApiError> {
+        let reason = "a tenant token changes only its own tenant's bindings";
+        self.require(caller, caller.may_change_binding(key), action, reason)
+            .await
     }
 
     /// The shadows of the bindings the caller may see, with their tallies.
@@ -415,13 +417,8 @@ impl<R: Registry + 'static> Console<R> {
         config: Vec<(String, String)>,
         share_percent: u8,
     ) -> Result<ShadowRecord, ApiError> {
-        self.require(
-            caller,
-            caller.may_change_binding(key),
-            format!("start a shadow of {key}"),
-            "a tenant token changes only its own tenant's bindings",
-        )
-        .await?;
+        self.require_binding_change(caller, key, format!("start a shadow of {key}"))
+            .await?;
         if !(1..=100).contains(&share_percent) {
             return Err(ApiError::bad_request(format!(
                 "share_percent {share_percent}: give 1 to 100"
@@ -448,13 +445,8 @@ impl<R: Registry + 'static> Console<R> {
         caller: &Principal,
         key: &BindingKey,
     ) -> Result<BindingRecord, ApiError> {
-        self.require(
-            caller,
-            caller.may_change_binding(key),
-            format!("promote the shadow of {key}"),
-            "a tenant token changes only its own tenant's bindings",
-        )
-        .await?;
+        self.require_binding_change(caller, key, format!("promote the shadow of {key}"))
+            .await?;
         let shadows = self.registry.shadows().await?;
         let (record, _) = shadows
             .into_iter()
@@ -480,13 +472,8 @@ impl<R: Registry + 'static> Console<R> {
         caller: &Principal,
         key: &BindingKey,
     ) -> Result<ShadowRecord, ApiError> {
-        self.require(
-            caller,
-            caller.may_change_binding(key),
-            format!("discard the shadow of {key}"),
-            "a tenant token changes only its own tenant's bindings",
-        )
-        .await?;
+        self.require_binding_change(caller, key, format!("discard the shadow of {key}"))
+            .await?;
         let at = now();
         let change = Change {
             actor: &caller.name,

@@ -166,12 +166,10 @@ pub(super) async fn activate<R: Registry + 'static>(
             None,
         )
         .await
+        .map(drop)
     }
     .await;
-    match result {
-        Ok(_) => Redirect::to("/bindings").into_response(),
-        Err(e) => error_page(Some(&caller), e),
-    }
+    back_to_bindings(&caller, result)
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,12 +203,10 @@ pub(super) async fn start_shadow<R: Registry + 'static>(
             form.share_percent,
         )
         .await
+        .map(drop)
     }
     .await;
-    match result {
-        Ok(_) => Redirect::to("/bindings").into_response(),
-        Err(e) => error_page(Some(&caller), e),
-    }
+    back_to_bindings(&caller, result)
 }
 
 pub(super) async fn promote_shadow<R: Registry + 'static>(
@@ -219,20 +215,15 @@ pub(super) async fn promote_shadow<R: Registry + 'static>(
     Form(form): Form<BindingForm>,
 ) -> Response {
     let result = async {
-        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /shadows/promote").await?;
-        let key = BindingKey {
-            tenant: parse_tenant(&form.tenant),
-            event_type: form.event_type,
-        };
+        let key = form
+            .checked_key(&c, &caller, "POST /shadows/promote")
+            .await?;
         c.promote_shadow(&caller.session.principal, &key)
             .await
             .map(drop)
     }
     .await;
-    match result {
-        Ok(()) => Redirect::to("/bindings").into_response(),
-        Err(e) => error_page(Some(&caller), e),
-    }
+    back_to_bindings(&caller, result)
 }
 
 pub(super) async fn discard_shadow<R: Registry + 'static>(
@@ -241,20 +232,15 @@ pub(super) async fn discard_shadow<R: Registry + 'static>(
     Form(form): Form<BindingForm>,
 ) -> Response {
     let result = async {
-        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /shadows/discard").await?;
-        let key = BindingKey {
-            tenant: parse_tenant(&form.tenant),
-            event_type: form.event_type,
-        };
+        let key = form
+            .checked_key(&c, &caller, "POST /shadows/discard")
+            .await?;
         c.discard_shadow(&caller.session.principal, &key)
             .await
             .map(drop)
     }
     .await;
-    match result {
-        Ok(()) => Redirect::to("/bindings").into_response(),
-        Err(e) => error_page(Some(&caller), e),
-    }
+    back_to_bindings(&caller, result)
 }
 
 /// A binding named by a form: `tenant` (`*` for the default) and `event_type`.
@@ -265,24 +251,43 @@ pub(super) struct BindingForm {
     event_type: String,
 }
 
+impl BindingForm {
+    /// The binding, once the form's CSRF token is checked.
+    async fn checked_key<R: Registry + 'static>(
+        self,
+        c: &crate::Console<R>,
+        caller: &PageCaller,
+        action: &str,
+    ) -> Result<BindingKey, ApiError> {
+        check_csrf(c, caller, self.csrf.as_deref(), action).await?;
+        Ok(BindingKey {
+            tenant: parse_tenant(&self.tenant),
+            event_type: self.event_type,
+        })
+    }
+}
+
+/// Back to the bindings page after a change, or the reason it was refused.
+fn back_to_bindings(caller: &PageCaller, result: Result<(), ApiError>) -> Response {
+    match result {
+        Ok(()) => Redirect::to("/bindings").into_response(),
+        Err(e) => error_page(Some(caller), e),
+    }
+}
+
 pub(super) async fn rollback<R: Registry + 'static>(
     State(c): Shared<R>,
     caller: PageCaller,
     Form(form): Form<BindingForm>,
 ) -> Response {
     let result = async {
-        check_csrf(&c, &caller, form.csrf.as_deref(), "POST /bindings/rollback").await?;
-        let key = BindingKey {
-            tenant: parse_tenant(&form.tenant),
-            event_type: form.event_type,
-        };
-        c.rollback(&caller.session.principal, &key).await
+        let key = form
+            .checked_key(&c, &caller, "POST /bindings/rollback")
+            .await?;
+        c.rollback(&caller.session.principal, &key).await.map(drop)
     }
     .await;
-    match result {
-        Ok(_) => Redirect::to("/bindings").into_response(),
-        Err(e) => error_page(Some(&caller), e),
-    }
+    back_to_bindings(&caller, result)
 }
 
 pub(super) async fn audit<R: Registry + 'static>(

@@ -171,3 +171,54 @@ fn a_file_that_is_not_an_event_is_refused_with_its_name() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn each_batch_logs_json_in_its_span_with_shard_sequence_range_and_plugin_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let event_file = dir.path().join("kinesis.json");
+    std::fs::write(&event_file, run_ok(&["events", "kinesis", "--count", "10"])).unwrap();
+    let output = weir(&[
+        "invoke",
+        "kinesis",
+        "--event",
+        event_file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ])
+    .env("WEIR_LOG", "info")
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let done: Value = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "batch done")
+        .unwrap_or_else(|| panic!("no JSON `batch done` line in\n{stderr}"));
+    assert_eq!(done["level"], "INFO");
+    assert_eq!(done["fields"]["records"], 10);
+    assert!(
+        done["fields"]["plugin_versions"]
+            .as_str()
+            .unwrap()
+            .contains("@1.0.0"),
+        "{done}"
+    );
+    let span = &done["span"];
+    assert_eq!(span["name"], "batch");
+    assert_eq!(span["shard_id"], "shardId-000000000000");
+    assert!(
+        span["first_sequence"].is_string() && span["last_sequence"].is_string(),
+        "{done}"
+    );
+    assert!(
+        span["batch_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("shardId-000000000000-"),
+        "{done}"
+    );
+}

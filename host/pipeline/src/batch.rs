@@ -228,7 +228,28 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         self.run(run, records, processed_at).await
     }
 
+    /// Runs a batch inside its span (`batch`: shard, batch id, sequence
+    /// range), so every log line of the batch, a plugin's included, names it.
     pub(crate) async fn run(
+        &self,
+        run: Run<'_>,
+        records: &[StreamRecord],
+        processed_at: DateTime<Utc>,
+    ) -> Result<BatchResult, BackendError> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "batch",
+            shard_id = run.shard_id,
+            batch_id = %run.batch_id,
+            first_sequence = run.first_seq,
+            last_sequence = run.last_seq,
+        );
+        self.run_batch(run, records, processed_at)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_batch(
         &self,
         run: Run<'_>,
         records: &[StreamRecord],
@@ -373,10 +394,6 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         }
         debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
         tracing::info!(
-            shard_id,
-            batch_id = %batch_id,
-            first_sequence = %first_seq,
-            last_sequence = %last_seq,
             plugin_versions = ?plugin_versions,
             records = counts.records,
             accepted = counts.accepted,

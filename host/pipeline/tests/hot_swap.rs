@@ -10,7 +10,7 @@ use weir_core::backend::ObjectStore;
 use weir_core::registry::{BindingKey, Registry};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
-use weir_pipeline::{PipelineSettings, RegistryRouter};
+use weir_pipeline::{Pipeline, PipelineSettings, RegistryRouter};
 use weir_runtime::router::{Route, Router};
 use weir_runtime::{Runtime, RuntimeSettings};
 use weir_testkit::build::{repo_plugin, shared_cache_dir};
@@ -52,27 +52,13 @@ async fn outputs(objects: &LocalObjectStore, first: u64, last: u64) -> Vec<Value
 
 #[tokio::test]
 async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_theirs() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
-        .await
-        .unwrap();
+    let host = host().await;
+    let (objects, registry) = (host.objects.clone(), host.registry.clone());
     let sha256 = upload(&registry, "transaction").await;
     let change = BY_ALICE;
 
-    let pipeline = common::pipeline(
-        objects.clone(),
-        &state,
-        Router::new(),
-        PipelineSettings::default(),
-    );
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    let pipeline = host.pipeline();
+    let mut follower = host.follower();
     assert_eq!(follower.refresh(&pipeline.router).await.unwrap(), Some(0));
     assert_eq!(
         follower.refresh(&pipeline.router).await.unwrap(),
@@ -155,14 +141,57 @@ async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_their
     assert_eq!(globex_high, [true, false, false]);
 }
 
-/// Uploads a repository plugin; returns its SHA-256.
-async fn upload(registry: &EmbeddedRegistry, name: &str) -> String {
-    let component = std::fs::read(repo_plugin(name)).unwrap();
-    let runtime = Runtime::new(RuntimeSettings {
+/// A registry on fresh embedded backends, and what a host following it needs.
+struct Host {
+    _dir: tempfile::TempDir,
+    state: SqliteState,
+    objects: LocalObjectStore,
+    registry: EmbeddedRegistry,
+}
+
+async fn host() -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
+        .await
+        .unwrap();
+    Host {
+        _dir: dir,
+        state,
+        objects,
+        registry,
+    }
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeSettings {
         cache_dir: Some(shared_cache_dir()),
         ..Default::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+impl Host {
+    /// A pipeline on the host's backends, with no bindings until it follows the registry.
+    fn pipeline(&self) -> Pipeline<LocalObjectStore, SqliteState, SqliteState> {
+        common::pipeline(
+            self.objects.clone(),
+            &self.state,
+            Router::new(),
+            PipelineSettings::default(),
+        )
+    }
+
+    fn follower(&self) -> RegistryRouter<EmbeddedRegistry> {
+        RegistryRouter::new(self.registry.clone(), runtime(), Router::new())
+    }
+}
+
+/// Uploads a repository plugin; returns its SHA-256.
+async fn upload(registry: &EmbeddedRegistry, name: &str) -> String {
+    let component = std::fs::read(repo_plugin(name)).unwrap();
+    let runtime = runtime();
     let version = weir_testkit::registry_contract::version_of_component(&runtime, &component);
     let sha256 = version.sha256.clone();
     registry
@@ -191,12 +220,12 @@ async fn two_swaps_under_continuous_production_lose_nothing_and_repeat_nothing()
     use weir_embedded::{EmbeddedStream, StreamSettings};
     use weir_pipeline::{ConsumerSettings, follow_registry, serve};
 
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
-        .await
-        .unwrap();
+    let host = host().await;
+    let (state, objects, registry) = (
+        host.state.clone(),
+        host.objects.clone(),
+        host.registry.clone(),
+    );
     let transaction = upload(&registry, "transaction").await;
     let tagger = upload(&registry, "tagger").await;
     let acme = BindingKey {
@@ -208,18 +237,8 @@ async fn two_swaps_under_continuous_production_lose_nothing_and_repeat_nothing()
         .await
         .unwrap();
 
-    let pipeline = Arc::new(common::pipeline(
-        objects.clone(),
-        &state,
-        Router::new(),
-        PipelineSettings::default(),
-    ));
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    let pipeline = Arc::new(host.pipeline());
+    let mut follower = host.follower();
     follower.refresh(&pipeline.router).await.unwrap();
     let follow = tokio::spawn(follow_registry(
         follower,
@@ -544,12 +563,8 @@ fn numbered(first: u64, n: u64, tenant: &str) -> Vec<StreamRecord> {
 
 #[tokio::test]
 async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promoted() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
-        .await
-        .unwrap();
+    let host = host().await;
+    let (objects, registry) = (host.objects.clone(), host.registry.clone());
     let transaction = upload(&registry, "transaction").await;
     let tagger = upload(&registry, "tagger").await;
     let acme = BindingKey {
@@ -565,18 +580,8 @@ async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promot
         .start_shadow(&acme, &tagger, tag.clone(), 100, BY_ALICE)
         .await
         .unwrap();
-    let pipeline = common::pipeline(
-        objects.clone(),
-        &state,
-        Router::new(),
-        PipelineSettings::default(),
-    );
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    let pipeline = host.pipeline();
+    let mut follower = host.follower();
     follower.refresh(&pipeline.router).await.unwrap();
 
     let result = pipeline
@@ -673,12 +678,8 @@ async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promot
 async fn a_bindings_own_limits_reach_the_running_router() {
     use std::time::Duration;
     use weir_core::registry::BindingLimits;
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
-    let registry = EmbeddedRegistry::open(state.clone(), objects.clone())
-        .await
-        .unwrap();
+    let host = host().await;
+    let registry = host.registry.clone();
     let transaction = upload(&registry, "transaction").await;
     let acme = BindingKey {
         tenant: Some("acme".into()),
@@ -692,18 +693,8 @@ async fn a_bindings_own_limits_reach_the_running_router() {
         .activate_with(&acme, &transaction, vec![], tight, None, BY_ALICE)
         .await
         .unwrap();
-    let pipeline = common::pipeline(
-        objects.clone(),
-        &state,
-        Router::new(),
-        PipelineSettings::default(),
-    );
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut follower = RegistryRouter::new(registry.clone(), runtime, Router::new());
+    let pipeline = host.pipeline();
+    let mut follower = host.follower();
     follower.refresh(&pipeline.router).await.unwrap();
     let limits = |router: &weir_runtime::router::SharedRouter| {
         let snapshot = router.snapshot();
