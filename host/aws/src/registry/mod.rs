@@ -16,22 +16,24 @@
 //! - `generation` / `generation`: what hosts poll;
 //! - `audit` / `{micros:020}#{random}`: the audit log.
 
-use std::collections::HashMap;
+mod items;
+mod shadows;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use weir_core::backend::{BackendError, ObjectStore};
 use weir_core::registry::{
     AuditEntry, BindingKey, BindingLimits, BindingRecord, Change, PluginVersion, Registry,
-    RegistryError, SHADOW_SAMPLES, ShadowRecord, ShadowSample, ShadowTally, is_sha256_hex,
-    sha256_hex,
+    RegistryError, ShadowRecord, ShadowTally, sha256_hex,
 };
 
 use crate::S3ObjectStore;
-use crate::dynamodb::{Item, get_list, get_n, get_s, list, n, s};
+use crate::dynamodb::{Item, get_list, get_n, get_s, n, s};
 use crate::error::{backend_error, build_error};
+use items::{
+    binding_fields, binding_of, binding_sk, checked_sha, component_key, condition_failed,
+    golden_key, history_pk, key_of, micros_now, version_item, version_of,
+};
 
 /// The registry's table and the object store its components go to.
 #[derive(Debug, Clone)]
@@ -49,166 +51,6 @@ struct Target<'a> {
 }
 
 /// Separates a binding's tenant and event type in keys: no name contains it.
-const SEPARATOR: char = '\u{1f}';
-
-fn component_key(sha256: &str) -> String {
-    format!("plugins/{sha256}.wasm")
-}
-
-fn golden_key(sha256: &str) -> String {
-    format!("plugins/{sha256}.golden.json")
-}
-
-fn checked_sha(sha256: &str) -> Result<&str, RegistryError> {
-    if is_sha256_hex(sha256) {
-        Ok(sha256)
-    } else {
-        Err(RegistryError::NotFound(format!(
-            "plugin version {sha256:?}"
-        )))
-    }
-}
-
-fn binding_sk(key: &BindingKey) -> String {
-    format!(
-        "{}{SEPARATOR}{}",
-        key.tenant.as_deref().unwrap_or(""),
-        key.event_type
-    )
-}
-
-fn history_pk(key: &BindingKey) -> String {
-    format!("history{SEPARATOR}{}", binding_sk(key))
-}
-
-fn micros_now() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
-fn key_of(pk: &str, sk: &str) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-fn version_item(pk: &str, sk: &str, v: &PluginVersion) -> Item {
-    let mut item = key_of(pk, sk);
-    item.extend([
-        ("name".to_owned(), s(&v.name)),
-        ("version".to_owned(), s(&v.version)),
-        ("sha256".to_owned(), s(&v.sha256)),
-        ("size".to_owned(), n(v.size)),
-        ("contract".to_owned(), s(&v.contract)),
-        ("event_types".to_owned(), list(&v.event_types)),
-        ("uploader".to_owned(), s(&v.uploader)),
-        ("uploaded_at".to_owned(), s(&v.uploaded_at)),
-        ("notes".to_owned(), s(&v.notes)),
-    ]);
-    if let Some(tenant) = &v.tenant {
-        item.insert("tenant".to_owned(), s(tenant));
-    }
-    item
-}
-
-fn version_of(item: &Item) -> PluginVersion {
-    PluginVersion {
-        name: get_s(item, "name"),
-        version: get_s(item, "version"),
-        sha256: get_s(item, "sha256"),
-        size: get_n(item, "size"),
-        contract: get_s(item, "contract"),
-        event_types: get_list(item, "event_types"),
-        uploader: get_s(item, "uploader"),
-        uploaded_at: get_s(item, "uploaded_at"),
-        notes: get_s(item, "notes"),
-        tenant: item.get("tenant").and_then(|v| v.as_s().ok()).cloned(),
-    }
-}
-
-fn binding_of(item: &Item) -> BindingRecord {
-    BindingRecord {
-        key: BindingKey {
-            tenant: item.get("tenant").and_then(|v| v.as_s().ok()).cloned(),
-            event_type: get_s(item, "event_type"),
-        },
-        sha256: get_s(item, "sha256"),
-        config: serde_json::from_str(&get_s(item, "config")).unwrap_or_default(),
-        limits: serde_json::from_str(&get_s(item, "limits")).unwrap_or_default(),
-        revision: get_n(item, "revision"),
-        activated_by: get_s(item, "activated_by"),
-        activated_at: get_s(item, "activated_at"),
-    }
-}
-
-fn binding_fields(record: &BindingRecord) -> Item {
-    let mut item = HashMap::from([
-        ("event_type".to_owned(), s(&record.key.event_type)),
-        ("sha256".to_owned(), s(&record.sha256)),
-        (
-            "config".to_owned(),
-            s(serde_json::to_string(&record.config).unwrap_or_else(|_| "[]".into())),
-        ),
-        (
-            "limits".to_owned(),
-            s(serde_json::to_string(&record.limits).unwrap_or_else(|_| "{}".into())),
-        ),
-        ("revision".to_owned(), n(record.revision)),
-        ("activated_by".to_owned(), s(&record.activated_by)),
-        ("activated_at".to_owned(), s(&record.activated_at)),
-    ]);
-    if let Some(tenant) = &record.key.tenant {
-        item.insert("tenant".to_owned(), s(tenant));
-    }
-    item
-}
-
-fn shadow_of(item: &Item) -> (ShadowRecord, ShadowTally) {
-    let record = ShadowRecord {
-        key: BindingKey {
-            tenant: item.get("tenant").and_then(|v| v.as_s().ok()).cloned(),
-            event_type: get_s(item, "event_type"),
-        },
-        sha256: get_s(item, "sha256"),
-        config: serde_json::from_str(&get_s(item, "config")).unwrap_or_default(),
-        share_percent: get_n(item, "share_percent"),
-        started_by: get_s(item, "started_by"),
-        started_at: get_s(item, "started_at"),
-    };
-    let samples = item
-        .get("samples")
-        .and_then(|v| v.as_l().ok())
-        .map(|l| {
-            l.iter()
-                .filter_map(|v| v.as_s().ok())
-                .filter_map(|text| serde_json::from_str::<ShadowSample>(text).ok())
-                .take(SHADOW_SAMPLES)
-                .collect()
-        })
-        .unwrap_or_default();
-    let tally = ShadowTally {
-        compared: get_n(item, "compared"),
-        identical: get_n(item, "identical"),
-        differing: get_n(item, "differing"),
-        candidate_rejected: get_n(item, "candidate_rejected"),
-        samples,
-    };
-    (record, tally)
-}
-
-/// Whether a transaction failed only because a condition did not hold.
-fn condition_failed(
-    e: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> bool {
-    e.as_service_error()
-        .and_then(|s| match s {
-            TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
-            _ => None,
-        })
-        .is_some_and(|c| {
-            c.cancellation_reasons()
-                .iter()
-                .any(|r| r.code() == Some("ConditionalCheckFailed"))
-        })
-}
-
 impl DynamoRegistry {
     /// The registry in `table`, components in `objects` (under `plugins/`).
     pub fn new(client: Client, table: impl Into<String>, objects: S3ObjectStore) -> Self {
@@ -623,52 +465,8 @@ impl Registry for DynamoRegistry {
         share_percent: u8,
         change: Change<'_>,
     ) -> Result<ShadowRecord, RegistryError> {
-        let sha256 = checked_sha(sha256)?;
-        self.check_handles(key, sha256).await?;
-        let record = ShadowRecord {
-            key: key.clone(),
-            sha256: sha256.to_owned(),
-            config,
-            share_percent: share_percent.min(100),
-            started_by: change.actor.to_owned(),
-            started_at: change.at.to_owned(),
-        };
-        let mut item = key_of("shadows", &binding_sk(key));
-        item.extend([
-            ("event_type".to_owned(), s(&key.event_type)),
-            ("sha256".to_owned(), s(sha256)),
-            (
-                "config".to_owned(),
-                s(serde_json::to_string(&record.config).unwrap_or_else(|_| "[]".into())),
-            ),
-            ("share_percent".to_owned(), n(record.share_percent)),
-            ("started_by".to_owned(), s(change.actor)),
-            ("started_at".to_owned(), s(change.at)),
-        ]);
-        if let Some(tenant) = &key.tenant {
-            item.insert("tenant".to_owned(), s(tenant));
-        }
-        let after = format!("{sha256} ({}%)", record.share_percent);
-        let items = vec![
-            self.put(item, None)?,
-            self.generation_bump()?,
-            self.audit_put(change, "shadow-start", &key.to_string(), None, Some(&after))?,
-        ];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
+        self.start_shadow_in_table(key, sha256, config, share_percent, change)
             .await
-            .map_err(|e| {
-                backend_error(
-                    format!(
-                        "starting a shadow of {key} in registry table {}",
-                        self.table
-                    ),
-                    e,
-                )
-            })?;
-        Ok(record)
     }
 
     async fn stop_shadow(
@@ -676,58 +474,11 @@ impl Registry for DynamoRegistry {
         key: &BindingKey,
         change: Change<'_>,
     ) -> Result<ShadowRecord, RegistryError> {
-        let Some(item) = self.get("shadows", &binding_sk(key)).await? else {
-            return Err(RegistryError::NotFound(format!(
-                "a shadow of binding {key}"
-            )));
-        };
-        let (record, _) = shadow_of(&item);
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key_of("shadows", &binding_sk(key))))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| build_error("a registry delete", e))?;
-        let items = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            self.generation_bump()?,
-            self.audit_put(
-                change,
-                "shadow-stop",
-                &key.to_string(),
-                Some(&record.sha256),
-                None,
-            )?,
-        ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(record),
-            Err(e) if condition_failed(&e) => Err(RegistryError::NotFound(format!(
-                "a shadow of binding {key}"
-            ))),
-            Err(e) => Err(backend_error(
-                format!(
-                    "stopping the shadow of {key} in registry table {}",
-                    self.table
-                ),
-                e,
-            )
-            .into()),
-        }
+        self.stop_shadow_in_table(key, change).await
     }
 
     async fn shadows(&self) -> Result<Vec<(ShadowRecord, ShadowTally)>, RegistryError> {
-        Ok(self
-            .query("shadows", false, None)
-            .await?
-            .iter()
-            .map(shadow_of)
-            .collect())
+        self.shadows_in_table().await
     }
 
     async fn add_shadow_tally(
@@ -736,65 +487,7 @@ impl Registry for DynamoRegistry {
         sha256: &str,
         tally: ShadowTally,
     ) -> Result<(), RegistryError> {
-        let samples: Vec<aws_sdk_dynamodb::types::AttributeValue> = tally
-            .samples
-            .iter()
-            .filter_map(|sample| serde_json::to_string(sample).ok())
-            .map(s)
-            .collect();
-        // Counts are added by DynamoDB itself, so hosts never overwrite each
-        // other's; samples only while there is room.
-        let counts = "ADD compared :c, identical :i, differing :d, candidate_rejected :r";
-        let mut with_samples = !samples.is_empty();
-        loop {
-            let mut update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key_of("shadows", &binding_sk(key))))
-                .expression_attribute_values(":c", n(tally.compared))
-                .expression_attribute_values(":i", n(tally.identical))
-                .expression_attribute_values(":d", n(tally.differing))
-                .expression_attribute_values(":r", n(tally.candidate_rejected))
-                .expression_attribute_values(":sha", s(sha256));
-            update = if with_samples {
-                update
-                    .update_expression(format!("{counts} SET samples = list_append(if_not_exists(samples, :none), :new)"))
-                    .condition_expression("sha256 = :sha AND (attribute_not_exists(samples) OR size(samples) < :room)")
-                    .expression_attribute_values(":none", aws_sdk_dynamodb::types::AttributeValue::L(Vec::new()))
-                    .expression_attribute_values(":new", aws_sdk_dynamodb::types::AttributeValue::L(samples.clone()))
-                    .expression_attribute_values(":room", n(SHADOW_SAMPLES))
-            } else {
-                update
-                    .update_expression(counts)
-                    .condition_expression("sha256 = :sha")
-            };
-            match update.send().await {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    if with_samples {
-                        // Full of samples, or not this shadow: counts alone.
-                        with_samples = false;
-                        continue;
-                    }
-                    // Stopped or restarted meanwhile: nothing to add to.
-                    return Ok(());
-                }
-                Err(e) => {
-                    return Err(backend_error(
-                        format!(
-                            "adding to the shadow tally of {key} in registry table {}",
-                            self.table
-                        ),
-                        e,
-                    )
-                    .into());
-                }
-            }
-        }
+        self.add_shadow_tally_in_table(key, sha256, tally).await
     }
 
     async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, RegistryError> {
