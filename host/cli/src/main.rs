@@ -162,6 +162,8 @@ fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
     let cache_dir = cache_dir.or_else(default_cache_dir);
     Runtime::new(RuntimeSettings {
         cache_dir,
+        // For profiling plugins with `perf`: see the README.
+        perf_map: std::env::var_os("WEIR_WASM_PERFMAP").is_some(),
         ..Default::default()
     })
     .context("starting the plugin runtime")

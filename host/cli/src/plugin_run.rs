@@ -87,25 +87,28 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let mut totals = Totals::default();
-    // Input lines of the batch being gathered, with their line numbers.
-    let mut batch: Vec<(usize, String)> = Vec::with_capacity(args.batch_size as usize);
+    let mut batch = Lines::with_capacity(args.batch_size as usize);
     let mut out = Vec::with_capacity(1 << 20);
-    for (index, line) in input.lines().enumerate() {
-        let line_no = index + 1;
-        let text = line.with_context(|| format!("reading input line {line_no}"))?;
-        totals.bytes_in += text.len() as u64 + 1;
-        if text.trim().is_empty() {
-            continue;
+    let mut input = input;
+    let mut line_no = 0;
+    loop {
+        line_no += 1;
+        let read = batch
+            .read_line(&mut input, line_no)
+            .with_context(|| format!("reading input line {line_no}"))?;
+        totals.bytes_in += read as u64;
+        if read == 0 {
+            break;
         }
-        totals.events += 1;
-        batch.push((line_no, text));
         if batch.len() == args.batch_size as usize {
+            totals.events += batch.len() as u64;
             runner.flush(&batch, &mut out, &mut totals);
             batch.clear();
             stdout.write_all(&out)?;
             out.clear();
         }
     }
+    totals.events += batch.len() as u64;
     runner.flush(&batch, &mut out, &mut totals);
     stdout.write_all(&out)?;
     stdout.flush()?;
@@ -138,6 +141,51 @@ fn invalid(out: &mut Vec<u8>, totals: &mut Totals, line: usize, why: &str) {
     out.push(b'\n');
 }
 
+/// The input lines of the batch being gathered, in one buffer (no allocation
+/// per line), with their line numbers.
+struct Lines {
+    text: String,
+    lines: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl Lines {
+    fn with_capacity(lines: usize) -> Self {
+        Self {
+            text: String::with_capacity(lines * 256),
+            lines: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Reads one line; keeps it unless it is blank. Returns the bytes read
+    /// (0 at the end of the input).
+    fn read_line(&mut self, input: &mut dyn BufRead, line_no: usize) -> std::io::Result<usize> {
+        let start = self.text.len();
+        let read = input.read_line(&mut self.text)?;
+        let line = self.text[start..].trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            self.text.truncate(start);
+        } else {
+            self.lines.push((line_no, start..start + line.len()));
+        }
+        Ok(read)
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.lines
+            .iter()
+            .map(|(line, range)| (*line, &self.text[range.clone()]))
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.lines.clear();
+    }
+}
+
 struct Runner<'a> {
     plugin: &'a Plugin,
     limits: Limits,
@@ -148,7 +196,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     /// Runs one batch of input lines and appends their outcome lines to `out`.
-    fn flush(&self, batch: &[(usize, String)], out: &mut Vec<u8>, totals: &mut Totals) {
+    fn flush(&self, batch: &Lines, out: &mut Vec<u8>, totals: &mut Totals) {
         let mut accepted: Vec<(usize, Record<'_>)> = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         // The line number is the sequence number; events borrow it.
@@ -166,10 +214,10 @@ impl Runner<'_> {
             });
             match parsed {
                 Ok((record, event)) => {
-                    accepted.push((*line, record));
+                    accepted.push((line, record));
                     events.push(event);
                 }
-                Err(why) => invalid(out, totals, *line, &why),
+                Err(why) => invalid(out, totals, line, &why),
             }
         }
         if events.is_empty() {

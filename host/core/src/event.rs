@@ -55,9 +55,7 @@ impl<'a> PluginEvent<'a> {
             Ok(None) => return Err("missing field `event_type`".into()),
         };
         let event_time = match record.get_str("timestamp") {
-            Ok(Some(t)) => {
-                Cow::Owned(time::normalise(&t).map_err(|e| format!("field `timestamp`: {e}"))?)
-            }
+            Ok(Some(t)) => time::normalise_cow(t).map_err(|e| format!("field `timestamp`: {e}"))?,
             Err(raw) => {
                 return Err(format!(
                     "field `timestamp` must be an RFC 3339 string, got {raw}"

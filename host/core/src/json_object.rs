@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -16,30 +17,42 @@ use serde_json::{Map, Value};
 #[derive(Clone)]
 pub struct JsonObject {
     text: String,
+    /// Where each key lies in `text` (between its quotes), kept from the
+    /// validating parse so the envelope does not parse the text again; unset
+    /// until needed for objects made from a map, and `None` when a key has
+    /// escapes (those are decoded on demand).
+    key_spans: OnceLock<Option<Vec<(u32, u32)>>>,
 }
 
 impl JsonObject {
     /// Validates that `text` is one JSON object. Text spanning lines is
     /// re-serialised compactly. The error says what is wrong.
     pub fn parse(text: String) -> Result<Self, String> {
-        keys(&text)?;
+        let spans = spans_of(&text, &keys(&text)?);
         if text.bytes().any(|b| b == b'\n' || b == b'\r') {
             let map: Map<String, Value> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
             return Ok(Self::from_map(&map));
         }
         let trimmed = text.trim();
         if trimmed.len() == text.len() {
-            return Ok(Self { text });
+            return Ok(Self {
+                text,
+                key_spans: OnceLock::from(spans),
+            });
         }
-        Ok(Self {
-            text: trimmed.to_owned(),
-        })
+        Ok(Self::unparsed(trimmed.to_owned()))
     }
 
     pub fn from_map(map: &Map<String, Value>) -> Self {
         // Serialising a map of JSON values cannot fail.
+        Self::unparsed(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()))
+    }
+
+    /// Valid object text whose keys are found when first asked for.
+    fn unparsed(text: String) -> Self {
         Self {
-            text: serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()),
+            text,
+            key_spans: OnceLock::new(),
         }
     }
 
@@ -54,8 +67,17 @@ impl JsonObject {
 
     /// The object's keys, borrowed from the text where they have no escapes.
     pub fn keys(&self) -> Vec<Cow<'_, str>> {
-        // Validated at construction, so this cannot fail.
-        keys(&self.text).unwrap_or_default()
+        let spans = self.key_spans.get_or_init(|| {
+            // Validated at construction, so this cannot fail.
+            spans_of(&self.text, &keys(&self.text).unwrap_or_default())
+        });
+        match spans {
+            Some(spans) => spans
+                .iter()
+                .map(|&(start, end)| Cow::Borrowed(&self.text[start as usize..end as usize]))
+                .collect(),
+            None => keys(&self.text).unwrap_or_default(),
+        }
     }
 
     /// The object as a map (for tests, diffs, and the rare merge that needs it).
@@ -74,6 +96,23 @@ impl fmt::Debug for JsonObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// Where `keys`, borrowed from `text`, lie in it; `None` when one was decoded
+/// (it had escapes) and so is not a slice of `text`.
+fn spans_of(text: &str, keys: &[Cow<'_, str>]) -> Option<Vec<(u32, u32)>> {
+    let base = text.as_ptr() as usize;
+    keys.iter()
+        .map(|key| match key {
+            Cow::Borrowed(k) => {
+                let start = (k.as_ptr() as usize).checked_sub(base)?;
+                let end = start + k.len();
+                (end <= text.len())
+                    .then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+            }
+            Cow::Owned(_) => None,
+        })
+        .collect()
 }
 
 /// Parses `text` as one JSON object and returns its keys, values skipped.

@@ -18,6 +18,9 @@ use serde_json::{Map, Value};
 pub struct Record<'a> {
     text: &'a str,
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// No line break anywhere in the text: found once here, so the envelope
+    /// can copy the record's bytes without looking again.
+    one_line: bool,
 }
 
 impl<'a> Record<'a> {
@@ -32,7 +35,12 @@ impl<'a> Record<'a> {
             }
         })?;
         de.end().map_err(|e| format!("not JSON: {e}"))?;
-        Ok(Self { text, members })
+        let one_line = !text.as_bytes().contains(&b'\n') && !text.as_bytes().contains(&b'\r');
+        Ok(Self {
+            text,
+            members,
+            one_line,
+        })
     }
 
     /// The record's text, exactly as it came.
@@ -65,8 +73,12 @@ impl<'a> Record<'a> {
     /// line as they are: one line, one object. `None` for pretty-printed input.
     pub fn one_line_text(&self) -> Option<&'a str> {
         let text = self.text.trim();
-        let one_line = !text.bytes().any(|b| b == b'\n' || b == b'\r');
-        (one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
+        (self.one_line && text.starts_with('{') && text.ends_with('}')).then_some(text)
+    }
+
+    /// Whether the text has no line break (a JSON Lines line as it is).
+    pub fn is_one_line(&self) -> bool {
+        self.one_line
     }
 
     /// The top-level members in document order, as raw JSON.

@@ -35,6 +35,9 @@ pub struct RuntimeSettings {
     pub max_memory_bytes: usize,
     /// When a plugin version is taken out of service for faulting.
     pub breaker: BreakerSettings,
+    /// Write `/tmp/perf-<pid>.map` so `perf report` names plugin functions
+    /// (`wasm[0]::function[N]`, or their names when the plugin keeps them).
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -45,6 +48,7 @@ impl Default for RuntimeSettings {
             max_concurrent_instances: 64,
             max_memory_bytes: 256 << 20,
             breaker: BreakerSettings::default(),
+            perf_map: false,
         }
     }
 }
@@ -106,6 +110,9 @@ impl Runtime {
             // CPU limits: cheaper than fuel (~15% vs ~25% overhead measured here).
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if settings.perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(LoadError::Wasmtime)?;
 
         let mut linker = Linker::new(&engine);

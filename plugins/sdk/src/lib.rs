@@ -28,11 +28,17 @@
 // resolve inside this crate.
 extern crate self as weir_plugin_sdk;
 
+// The arena assumes one thread: only wasm guests without threads get it
+// (a plugin's native unit tests run on the system allocator).
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+mod arena;
 mod config;
 pub(crate) mod event;
 pub mod log;
 mod outcome;
 
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+pub use arena::BatchArena;
 pub use config::Config;
 pub use event::Event;
 pub use outcome::{Fields, Outcome, Rejection, RejectionKind};
@@ -95,6 +101,10 @@ pub trait Plugin: Sized {
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+        #[global_allocator]
+        static __WEIR_ALLOCATOR: $crate::BatchArena = $crate::BatchArena::new();
+
         struct __WeirPluginExport;
 
         impl $crate::__private::Guest for __WeirPluginExport {
