@@ -66,8 +66,16 @@ impl LocalObjectStore {
 
 fn write_atomically(path: &Path, body: &[u8], durability: Durability) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // The partition's directory exists for all but an hour's first object:
+    // make it only when the temporary file cannot be made without it (a
+    // `create_dir_all` per object was two syscalls per object for nothing).
+    let mut tmp = match tempfile::NamedTempFile::new_in(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::NamedTempFile::new_in(dir)?
+        }
+        made => made?,
+    };
     tmp.write_all(body)?;
     // Durable before it becomes visible: a crash leaves the old object or the
     // new one, never a torn one.
