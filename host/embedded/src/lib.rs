@@ -13,6 +13,7 @@
 //! SQLite calls block, so they run on tokio's blocking pool; the connection is
 //! shared behind a mutex (SQLite serialises writers anyway).
 
+mod key_metrics;
 mod objects;
 mod registry;
 mod state;

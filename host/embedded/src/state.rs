@@ -1,6 +1,7 @@
 //! Weir's state in one SQLite database: dead letters and batch metadata.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
@@ -9,7 +10,7 @@ use weir_core::backend::{
 };
 use weir_core::metrics::{MinuteMetrics, merge_minutes};
 
-use crate::Durability;
+use crate::{Durability, key_metrics};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dead_letters (
@@ -43,23 +44,6 @@ const SCHEMA: &str = "
     -- The seed's ShardIndex.
     CREATE INDEX IF NOT EXISTS batch_metadata_by_shard ON batch_metadata (shard_id, processed_at);
 
-    -- The seed's metrics table: one row per partition key, minute and batch.
-    -- Rows are appended (rowid order) and found through small indexes: with
-    -- the rows clustered by partition key, every batch rewrote pages all over
-    -- the table (a row per record when keys are sensors or users), and that
-    -- was most of the pipeline's time (`weir bench pipeline`).
-    CREATE TABLE IF NOT EXISTS key_metrics (
-        id INTEGER PRIMARY KEY,
-        partition_key TEXT NOT NULL,
-        minute TEXT NOT NULL,
-        batch_id TEXT NOT NULL,
-        records INTEGER NOT NULL,
-        readings TEXT NOT NULL,
-        ttl INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS key_metrics_by_key ON key_metrics (partition_key, minute);
-    CREATE INDEX IF NOT EXISTS key_metrics_by_batch ON key_metrics (batch_id);
-
     CREATE TABLE IF NOT EXISTS streams (
         name TEXT PRIMARY KEY,
         shard_count INTEGER NOT NULL
@@ -90,6 +74,9 @@ const SCHEMA: &str = "
 pub struct SqliteState {
     path: PathBuf,
     connection: Arc<Mutex<Connection>>,
+    /// Batches whose metric rows wait in `pending_key_metrics` (see
+    /// [`key_metrics`]); changed only under the connection's lock.
+    pending_metrics: Arc<AtomicUsize>,
 }
 
 fn db_error(what: &str, path: &Path, e: rusqlite::Error) -> BackendError {
@@ -138,10 +125,14 @@ impl SqliteState {
                  PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000;"
             ))
             .and_then(|()| connection.execute_batch(SCHEMA))
+            .and_then(|()| connection.execute_batch(key_metrics::SCHEMA))
             .map_err(|e| db_error("preparing the schema", &path, e))?;
+        let pending = key_metrics::pending(&connection)
+            .map_err(|e| db_error("counting pending metrics", &path, e))?;
         Ok(Self {
             path,
             connection: Arc::new(Mutex::new(connection)),
+            pending_metrics: Arc::new(AtomicUsize::new(pending)),
         })
     }
 
@@ -270,7 +261,10 @@ impl SqliteState {
     /// (DynamoDB does this by itself; locally it is done on demand). Returns
     /// how many went.
     pub async fn purge_expired_metadata(&self, now_unix: i64) -> Result<usize, BackendError> {
+        let pending = self.pending_metrics.clone();
         self.with("purging expired metadata", move |c| {
+            key_metrics::flush(c)?;
+            pending.store(0, Ordering::Relaxed);
             let tx = c.transaction()?;
             let batches = tx.execute(
                 "DELETE FROM batch_metadata WHERE ttl < ?1",
@@ -330,6 +324,7 @@ impl MetadataStore for SqliteState {
         metrics: Vec<MinuteMetrics>,
     ) -> Result<(), BackendError> {
         let b = batch.clone();
+        let pending = self.pending_metrics.clone();
         // One transaction: one commit per batch, and metrics never without
         // their batch's entry.
         self.with("recording batch metadata", move |c| {
@@ -352,29 +347,20 @@ impl MetadataStore for SqliteState {
                 json_list(&b.plugin_versions),
                 json_list(&b.object_keys)
             ])?;
-            // A retried batch replaces its rows.
-            tx.prepare_cached("DELETE FROM key_metrics WHERE batch_id = ?1")?
-                .execute(params![b.batch_id])?;
+            // Appended now, moved into key_metrics with many other batches'.
+            key_metrics::append(&tx, &b.batch_id, &metrics)?;
+            tx.commit()?;
+            if !metrics.is_empty()
+                && pending.fetch_add(1, Ordering::Relaxed) + 1 >= key_metrics::FLUSH_AFTER
             {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO key_metrics
-                     (partition_key, minute, batch_id, records, readings, ttl)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for row in &metrics {
-                    let readings =
-                        serde_json::to_string(&row.readings).unwrap_or_else(|_| "{}".to_owned());
-                    insert.execute(params![
-                        row.partition_key,
-                        row.minute,
-                        row.batch_id,
-                        i64::try_from(row.records).unwrap_or(i64::MAX),
-                        readings,
-                        row.ttl
-                    ])?;
+                // The batch is recorded either way; rows that fail to move
+                // now wait for the next flush.
+                match key_metrics::flush(c) {
+                    Ok(_) => pending.store(0, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "moving pending metric rows failed; retried after the next batch"),
                 }
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -418,8 +404,11 @@ impl MetadataStore for SqliteState {
     ) -> Result<Vec<MinuteMetrics>, BackendError> {
         let partition_key = partition_key.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let pending = self.pending_metrics.clone();
         let rows = self
             .with("reading metrics", move |c| {
+                key_metrics::flush(c)?;
+                pending.store(0, Ordering::Relaxed);
                 // The newest `limit` minutes, with all their batches' rows.
                 let mut statement = c.prepare_cached(
                     "SELECT partition_key, minute, batch_id, records, readings, ttl

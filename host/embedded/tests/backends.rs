@@ -4,6 +4,7 @@ use weir_core::backend::{
     BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, METADATA_TTL_SECONDS,
     MetadataStore, ObjectStore,
 };
+use weir_core::metrics::MinuteMetrics;
 use weir_embedded::{LocalObjectStore, SqliteState};
 
 #[tokio::test]
@@ -207,4 +208,72 @@ async fn batch_metadata_is_queryable_by_shard_replaced_on_retry_and_expires() {
         state.batches_for_shard("shard-1", 10).await.unwrap().len(),
         2
     );
+}
+
+fn key_minute(batch_id: &str, key: &str, minute: &str, records: u64) -> MinuteMetrics {
+    MinuteMetrics {
+        partition_key: key.to_owned(),
+        minute: minute.to_owned(),
+        batch_id: batch_id.to_owned(),
+        records,
+        readings: Default::default(),
+        ttl: i64::MAX,
+    }
+}
+
+/// Metric rows wait in bulk before they reach the table readers use: across
+/// several flushes, a retry of a batch already moved and of one still
+/// waiting, and a reopen with rows still waiting, every record counts once.
+#[tokio::test]
+async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.db");
+    let minutes = [
+        "2024-01-15T10:30:00Z",
+        "2024-01-15T10:31:00Z",
+        "2024-01-15T10:32:00Z",
+    ];
+    let record = |state: SqliteState, i: usize| async move {
+        let id = format!("b{i:03}");
+        let rows = vec![
+            key_minute(&id, "sensor-1", minutes[i % 3], 2),
+            key_minute(&id, "sensor-2", minutes[0], 1),
+        ];
+        let metadata = batch(&id, "shard-1", "2024-01-15T10:33:00Z", i64::MAX);
+        state.record_batch(&metadata, rows).await.unwrap();
+    };
+    let state = SqliteState::open(&path).unwrap();
+    for i in 0..150 {
+        record(state.clone(), i).await;
+    }
+    // The first batch was moved long ago, the last is still waiting.
+    record(state.clone(), 0).await;
+    record(state.clone(), 149).await;
+
+    let totals = |minutes: Vec<MinuteMetrics>| -> Vec<(String, u64)> {
+        minutes.into_iter().map(|m| (m.minute, m.records)).collect()
+    };
+    let expected = vec![
+        (minutes[2].to_owned(), 100),
+        (minutes[1].to_owned(), 100),
+        (minutes[0].to_owned(), 100),
+    ];
+    assert_eq!(
+        totals(state.minute_metrics("sensor-1", 10).await.unwrap()),
+        expected
+    );
+
+    // Rows recorded after that read wait again; a reopened database still has them.
+    for i in 150..160 {
+        record(state.clone(), i).await;
+    }
+    drop(state);
+    let reopened = SqliteState::open(&path).unwrap();
+    let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
+    assert_eq!(sensor2, vec![(minutes[0].to_owned(), 160)]);
+    let sensor1: u64 = totals(reopened.minute_metrics("sensor-1", 10).await.unwrap())
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(sensor1, 320);
 }
