@@ -8,7 +8,8 @@
 //! to `pending_key_metrics` in its own transaction (durable with its metadata,
 //! so a crash loses none), and [`flush`] moves them into `key_metrics` many
 //! batches at a time, writing each page once for all of them: every
-//! [`FLUSH_AFTER`] batches and before anything reads the table.
+//! [`FLUSH_AFTER`] batches (on the blocking pool, not in the way of the batch
+//! that filled the quota) and before anything reads the table.
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, Transaction, params};
