@@ -452,6 +452,12 @@ impl<R: Registry + 'static> Console<R> {
             .into_iter()
             .find(|(r, _)| &r.key == key)
             .ok_or_else(|| ApiError::not_found(format!("binding {key} has no shadow")))?;
+        // The binding keeps its limits, and the promotion applies only to the
+        // revision it was decided on.
+        let (_, bindings) = self.registry.bindings().await?;
+        let current = bindings.into_iter().find(|b| &b.key == key);
+        let (limits, expected_revision) =
+            current.map_or((BindingLimits::default(), 0), |b| (b.limits, b.revision));
         let at = now();
         let change = Change {
             actor: &caller.name,
@@ -459,7 +465,14 @@ impl<R: Registry + 'static> Console<R> {
         };
         let active = self
             .registry
-            .activate(key, &record.sha256, record.config, None, change)
+            .activate_with(
+                key,
+                &record.sha256,
+                record.config,
+                limits,
+                Some(expected_revision),
+                change,
+            )
             .await?;
         self.registry.stop_shadow(key, change).await?;
         tracing::info!(binding = %key, sha256 = %active.sha256, by = %caller.name, "shadow promoted");

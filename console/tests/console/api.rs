@@ -444,7 +444,7 @@ async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
         "PUT",
         binding,
         Some(&f.tenant_a),
-        Some(json!({ "version": "transaction@1.0.0" })),
+        Some(json!({ "version": "transaction@1.0.0", "limits": { "memory_mib": 16, "cpu_ms": 200 } })),
     )
     .await;
     let shadow = "/api/v1/shadows/acme/transaction";
@@ -532,6 +532,11 @@ async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
         active["config"],
         json!([["tag", "candidate"]]),
         "with the candidate's configuration"
+    );
+    assert_eq!(
+        active["limits"],
+        json!({ "memory_mib": 16, "cpu_ms": 200 }),
+        "and the binding's own limits"
     );
     let listed = f
         .api("GET", "/api/v1/shadows", Some(&f.tenant_a), None)
