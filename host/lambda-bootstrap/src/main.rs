@@ -260,10 +260,9 @@ async fn main() -> Result<(), Error> {
 mod tests {
     //! The registry TTL between invocations, against moto.
 
-    use weir_core::registry::{BindingKey, Registry};
     use weir_testkit::build::{EXAMPLE_PLUGINS, repo_plugin, shared_cache_dir};
     use weir_testkit::moto;
-    use weir_testkit::registry_contract::{BY_ALICE, version_of_component};
+    use weir_testkit::registry_contract::bind_tagger_for_acme;
 
     use super::*;
 
@@ -318,28 +317,8 @@ mod tests {
         let eager = init(&config("0"), &clients).await.unwrap();
         assert_eq!(acme_binding(&patient), "transaction@1.0.0");
 
-        let component = std::fs::read(repo_plugin("tagger")).unwrap();
-        let runtime = Runtime::new(RuntimeSettings {
-            cache_dir: Some(shared_cache_dir()),
-            ..Default::default()
-        })
-        .unwrap();
-        let version = version_of_component(&runtime, &component);
         let backends = AwsBackends::connect(&clients, &settings).await.unwrap();
-        backends
-            .registry
-            .add_version(version.clone(), component, None, BY_ALICE)
-            .await
-            .unwrap();
-        let acme = BindingKey {
-            tenant: Some("acme".into()),
-            event_type: "transaction".into(),
-        };
-        backends
-            .registry
-            .activate(&acme, &version.sha256, vec![], None, BY_ALICE)
-            .await
-            .unwrap();
+        bind_tagger_for_acme(&backends.registry).await;
 
         // Within its TTL a function keeps what it has; past it, it follows.
         patient.follow_registry().await;

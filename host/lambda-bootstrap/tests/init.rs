@@ -74,7 +74,6 @@ async fn a_missing_queue_or_a_bad_mode_fails_init_with_the_setting_named() {
 
 #[tokio::test]
 async fn init_binds_what_the_registry_has_activated_over_the_shipped_plugins() {
-    use weir_core::registry::{BindingKey, Change, Registry};
     let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
     let settings = AwsSettings::with_prefix(&moto::unique_prefix());
     provision::create_all(&clients, &settings, 1).await.unwrap();
@@ -99,31 +98,7 @@ async fn init_binds_what_the_registry_has_activated_over_the_shipped_plugins() {
     let backends = weir_aws::AwsBackends::connect(&clients, &settings)
         .await
         .unwrap();
-    let component = std::fs::read(repo_plugin("tagger")).unwrap();
-    let runtime = weir_runtime::Runtime::new(weir_runtime::RuntimeSettings {
-        cache_dir: Some(shared_cache_dir()),
-        ..Default::default()
-    })
-    .unwrap();
-    let version = weir_testkit::registry_contract::version_of_component(&runtime, &component);
-    let change = Change {
-        actor: "alice",
-        at: "2024-01-15T10:00:00Z",
-    };
-    backends
-        .registry
-        .add_version(version.clone(), component, None, change)
-        .await
-        .unwrap();
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
-    backends
-        .registry
-        .activate(&acme, &version.sha256, vec![], None, change)
-        .await
-        .unwrap();
+    weir_testkit::registry_contract::bind_tagger_for_acme(&backends.registry).await;
 
     let after = run();
     assert_eq!(after["acme_transaction"], "tagger@2.0.0", "{after}");

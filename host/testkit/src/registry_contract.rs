@@ -54,6 +54,28 @@ pub fn acme() -> BindingKey {
     }
 }
 
+/// Uploads the compiled `tagger` test plugin to `registry` (as alice) and
+/// points acme's transaction binding at it: the change a host following the
+/// registry must pick up. Returns the version.
+pub async fn bind_tagger_for_acme<R: Registry>(registry: &R) -> PluginVersion {
+    let component = std::fs::read(crate::build::repo_plugin("tagger")).expect("the tagger plugin");
+    let runtime = weir_runtime::Runtime::new(weir_runtime::RuntimeSettings {
+        cache_dir: Some(crate::build::shared_cache_dir()),
+        ..Default::default()
+    })
+    .expect("a plugin runtime");
+    let version = version_of_component(&runtime, &component);
+    registry
+        .add_version(version.clone(), component, None, BY_ALICE)
+        .await
+        .expect("the tagger uploaded");
+    registry
+        .activate(&acme(), &version.sha256, vec![], None, BY_ALICE)
+        .await
+        .expect("acme's transaction binding moved to the tagger");
+    version
+}
+
 /// Versions are content-addressed and immutable; owners and golden cases
 /// are kept; keys outside the registry are refused.
 pub async fn versions_are_content_addressed_and_immutable<R: Registry>(r: &R) {
