@@ -207,22 +207,7 @@ impl SqliteState {
             let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
             let rows = statement.query_map(
                 params![filter.stage, filter.kind, filter.shard_id, filter.reason_contains, limit, filter.id],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        DeadLetter {
-                            payload: row.get(1)?,
-                            reason: row.get(2)?,
-                            kind: row.get(3)?,
-                            stage: row.get(4)?,
-                            plugin: row.get(5)?,
-                            shard_id: row.get(6)?,
-                            sequence_number: row.get(7)?,
-                            partition_key: row.get(8)?,
-                            failed_at: row.get(9)?,
-                        },
-                    ))
-                },
+                dead_letter_row,
             )?;
             rows.collect()
         })
@@ -250,22 +235,8 @@ impl SqliteState {
                    AND (?2 IS NULL OR coalesce(json_extract(CAST(payload AS TEXT), '$.tenant_id'), 'default') = ?2)
                  ORDER BY id DESC LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![event_type, tenant, limit], |row| {
-                Ok((
-                    row.get(0)?,
-                    DeadLetter {
-                        payload: row.get(1)?,
-                        reason: row.get(2)?,
-                        kind: row.get(3)?,
-                        stage: row.get(4)?,
-                        plugin: row.get(5)?,
-                        shard_id: row.get(6)?,
-                        sequence_number: row.get(7)?,
-                        partition_key: row.get(8)?,
-                        failed_at: row.get(9)?,
-                    },
-                ))
-            })?;
+            let rows =
+                statement.query_map(params![event_type, tenant, limit], dead_letter_row)?;
             rows.collect()
         })
         .await
@@ -343,6 +314,25 @@ impl DeadLetterQueue for SqliteState {
 
 fn json_list(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A dead letter and its id from a row of `SELECT id, payload, reason, kind,
+/// stage, plugin, shard_id, sequence_number, partition_key, failed_at`.
+fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeadLetter)> {
+    Ok((
+        row.get(0)?,
+        DeadLetter {
+            payload: row.get(1)?,
+            reason: row.get(2)?,
+            kind: row.get(3)?,
+            stage: row.get(4)?,
+            plugin: row.get(5)?,
+            shard_id: row.get(6)?,
+            sequence_number: row.get(7)?,
+            partition_key: row.get(8)?,
+            failed_at: row.get(9)?,
+        },
+    ))
 }
 
 fn parse_list(text: String) -> Vec<String> {
