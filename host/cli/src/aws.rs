@@ -139,16 +139,8 @@ async fn local_loop(
         ..Default::default()
     };
     let report = drain(&backends.stream, &pipeline, &consumer).await?;
+    println!("   {report}");
     let c = &report.counts;
-    println!(
-        "   {} batches: {} records, {} enriched, {} passed through, {} dropped, {} dead-lettered",
-        report.batches,
-        c.records,
-        c.enriched,
-        c.passed_through,
-        c.dropped,
-        c.dead_lettered()
-    );
 
     println!(
         "5. s3 ls s3://{}/processed/ --recursive",

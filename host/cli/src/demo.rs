@@ -239,15 +239,7 @@ async fn live(
     let report = serve(stream, Arc::new(pipeline), consumer, stop).await?;
     producer.abort();
     follow.abort();
-    let c = &report.counts;
-    eprintln!(
-        "served {} more batches: {} records, {} enriched, {} dropped, {} dead-lettered",
-        report.batches,
-        c.records,
-        c.enriched,
-        c.dropped,
-        c.dead_lettered()
-    );
+    eprintln!("served more: {report}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -187,15 +187,6 @@ where
         eprintln!("stopping after the batches in flight ...");
     };
     let report = serve(Arc::new(stream), Arc::new(pipeline), consumer, shutdown).await?;
-    let c = &report.counts;
-    eprintln!(
-        "served {} batches: {} records, {} enriched, {} passed through, {} dropped, {} dead-lettered",
-        report.batches,
-        c.records,
-        c.enriched,
-        c.passed_through,
-        c.dropped,
-        c.dead_lettered()
-    );
+    eprintln!("served {report}");
     Ok(ExitCode::SUCCESS)
 }

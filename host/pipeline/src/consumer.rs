@@ -59,6 +59,24 @@ pub struct ConsumeReport {
     pub objects_written: u32,
 }
 
+/// `12 batches: 1200 records, 1100 enriched, 60 passed through, 20 dropped,
+/// 20 dead-lettered`: the summary the commands print.
+impl std::fmt::Display for ConsumeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counts;
+        write!(
+            f,
+            "{} batches: {} records, {} enriched, {} passed through, {} dropped, {} dead-lettered",
+            self.batches,
+            c.records,
+            c.enriched,
+            c.passed_through,
+            c.dropped,
+            c.dead_lettered()
+        )
+    }
+}
+
 impl ConsumeReport {
     fn add(&mut self, other: &ConsumeReport) {
         self.batches += other.batches;
