@@ -434,7 +434,8 @@ async fn the_console_works_the_same_on_the_registry_on_aws() {
 
 #[tokio::test]
 async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
-    use weir_core::registry::{BindingKey, Registry as _, ShadowSample, ShadowTally};
+    use weir_core::registry::{Registry as _, ShadowSample, ShadowTally};
+    use weir_testkit::registry_contract::acme;
     let f = fixture().await;
     f.upload(&f.admin, &component("transaction"), None, None)
         .await;
@@ -468,10 +469,7 @@ async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
     assert_eq!(started.status, StatusCode::OK, "{}", started.text());
 
     // What the hosts tallied (the pipeline's tests check the hosts' side).
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
+    let acme = acme();
     let tally = ShadowTally {
         compared: 4,
         identical: 1,

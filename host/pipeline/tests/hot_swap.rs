@@ -14,7 +14,7 @@ use weir_pipeline::{Pipeline, PipelineSettings, RegistryRouter};
 use weir_runtime::router::{Route, Router};
 use weir_runtime::{Runtime, RuntimeSettings};
 use weir_testkit::build::{repo_plugin, shared_cache_dir};
-use weir_testkit::registry_contract::BY_ALICE;
+use weir_testkit::registry_contract::{BY_ALICE, acme};
 
 fn now() -> DateTime<Utc> {
     weir_core::time::parse_rfc3339("2024-01-15T10:31:00Z").unwrap()
@@ -109,10 +109,7 @@ async fn activations_reach_the_running_pipeline_and_in_flight_batches_keep_their
     );
 
     // acme gets its own threshold; other tenants keep the default binding.
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
+    let acme = acme();
     let config = vec![("high_value_threshold".to_owned(), "500".to_owned())];
     registry
         .activate(&acme, &sha256, config, Some(0), change)
@@ -228,10 +225,7 @@ async fn two_swaps_under_continuous_production_lose_nothing_and_repeat_nothing()
     );
     let transaction = upload(&registry, "transaction").await;
     let tagger = upload(&registry, "tagger").await;
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
+    let acme = acme();
     registry
         .activate(&acme, &transaction, vec![], Some(0), BY_ALICE)
         .await
@@ -451,10 +445,7 @@ async fn a_shadow_compares_a_candidate_on_its_share_writes_nothing_and_is_promot
     let (objects, registry) = (host.objects.clone(), host.registry.clone());
     let transaction = upload(&registry, "transaction").await;
     let tagger = upload(&registry, "tagger").await;
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
+    let acme = acme();
     registry
         .activate(&acme, &transaction, vec![], None, BY_ALICE)
         .await
@@ -565,10 +556,7 @@ async fn a_bindings_own_limits_reach_the_running_router() {
     let host = host().await;
     let registry = host.registry.clone();
     let transaction = upload(&registry, "transaction").await;
-    let acme = BindingKey {
-        tenant: Some("acme".into()),
-        event_type: "transaction".into(),
-    };
+    let acme = acme();
     let tight = BindingLimits {
         memory_mib: Some(8),
         cpu_ms: Some(50),
