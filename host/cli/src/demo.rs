@@ -165,7 +165,7 @@ async fn demo(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
     }
     print_summary(&pipeline, &report, elapsed).await?;
     println!(
-        "output under {} (objects/, state/weir.db)",
+        "output under {} (objects/, state/weir.db, state/weir-metrics.db)",
         args.data_dir.display()
     );
     if args.no_console {

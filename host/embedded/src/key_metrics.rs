@@ -1,38 +1,58 @@
 //! The seed's metrics table in SQLite: a row per partition key, minute and batch.
 //!
 //! A batch has a row for each partition key it saw (~100 for sensors or
-//! users), and inserting them into the index by partition key touched a
-//! different page each, all written to the WAL at the batch's commit: ~30% of
-//! the single-stage pipeline's time, and what a second core waited on, since
-//! SQLite has one writer. So a batch only appends its rows, as one JSON array,
-//! to `pending_key_metrics` in its own transaction (durable with its metadata,
-//! so a crash loses none), and [`flush`] moves them into `key_metrics` many
-//! batches at a time, writing each page once for all of them: every
-//! [`FLUSH_AFTER`] batches (on the blocking pool, not in the way of the batch
-//! that filled the quota) and before anything reads the table.
+//! users). Writing them into the table readers use, indexed by partition key,
+//! touches pages all over the index, so a batch only appends its rows, as one
+//! JSON array, to `pending_key_metrics` in its own transaction (durable with
+//! its metadata, so a crash loses none), and [`flush`] moves them into
+//! `metric_rows` many batches at a time, writing each page once for all of
+//! them: every [`FLUSH_AFTER`] batches (on the blocking pool, not in the way
+//! of the batch that filled the quota) and before anything reads the table.
+//!
+//! A retried batch replaces its rows instead of counting twice. Each batch's
+//! rows are inserted together, so their row ids are one range, which
+//! `metric_batches` records: replacing them deletes a range of the table's
+//! primary key. (Schema 1 kept the batch id on every row, with an index on it:
+//! a third of the flush's work.)
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, Transaction, params};
-use weir_core::metrics::MinuteMetrics;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use weir_core::metrics::{MinuteMetrics, Reading};
 
-pub(crate) const SCHEMA: &str = "
-    -- Rows per partition key, minute and batch, appended in rowid order and
-    -- found through small indexes (clustered by key, every batch rewrote
-    -- pages all over the table).
-    CREATE TABLE IF NOT EXISTS key_metrics (
+/// The metrics database's tables.
+const METRICS_SCHEMA: &str = "
+    -- Rows per partition key, minute and batch, in the order batches were
+    -- flushed, found by partition key through a small index.
+    CREATE TABLE IF NOT EXISTS metric_rows (
         id INTEGER PRIMARY KEY,
         partition_key TEXT NOT NULL,
         minute TEXT NOT NULL,
-        batch_id TEXT NOT NULL,
         records INTEGER NOT NULL,
         readings TEXT NOT NULL,
         ttl INTEGER NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS key_metrics_by_key ON key_metrics (partition_key, minute);
-    CREATE INDEX IF NOT EXISTS key_metrics_by_batch ON key_metrics (batch_id);
+    CREATE INDEX IF NOT EXISTS metric_rows_by_key ON metric_rows (partition_key, minute);
 
-    -- Batches' rows not yet in key_metrics, oldest first: a batch retried
-    -- before its first attempt was flushed appears twice, the later wins.
+    -- Which rows each flushed batch wrote; expires with them.
+    CREATE TABLE IF NOT EXISTS metric_batches (
+        batch_id TEXT PRIMARY KEY,
+        first_row INTEGER NOT NULL,
+        last_row INTEGER NOT NULL,
+        ttl INTEGER NOT NULL
+    );
+";
+
+/// The state database's table of rows waiting to be flushed, oldest first: a
+/// batch retried before its first attempt was flushed appears twice, the
+/// later wins.
+pub(crate) const PENDING_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS pending_key_metrics (
         id INTEGER PRIMARY KEY,
         batch_id TEXT NOT NULL,
@@ -45,20 +65,55 @@ pub(crate) const SCHEMA: &str = "
 /// for 100 keys a batch) that a flush is a few milliseconds.
 pub(crate) const FLUSH_AFTER: usize = 64;
 
-/// Appends a batch's rows, in the batch's transaction.
-pub(crate) fn append(
-    tx: &Transaction<'_>,
-    batch_id: &str,
-    rows: &[MinuteMetrics],
-) -> rusqlite::Result<()> {
+/// A row as it waits in `pending_key_metrics`. The field names are schema 1's,
+/// whose rows also had `batch_id` (ignored), so rows a previous version left
+/// pending still flush.
+#[derive(Serialize)]
+struct PendingRowOut<'a> {
+    partition_key: &'a str,
+    minute: &'a str,
+    records: u64,
+    readings: &'a std::collections::BTreeMap<String, Reading>,
+    ttl: i64,
+}
+
+#[derive(Deserialize)]
+struct PendingRow<'a> {
+    #[serde(borrow)]
+    partition_key: Cow<'a, str>,
+    #[serde(borrow)]
+    minute: Cow<'a, str>,
+    records: u64,
+    /// Copied into the table as it is: no parse, no new text.
+    #[serde(borrow)]
+    readings: &'a RawValue,
+    ttl: i64,
+}
+
+/// A batch's rows as they wait, made before the batch takes the state's
+/// lock; `None` when it has none.
+pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<String> {
     if rows.is_empty() {
         // The transform stage's batches (and batches of nothing but refusals).
-        return Ok(());
+        return None;
     }
-    let json = serde_json::to_string(rows)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let rows: Vec<PendingRowOut<'_>> = rows
+        .iter()
+        .map(|r| PendingRowOut {
+            partition_key: &r.partition_key,
+            minute: &r.minute,
+            records: r.records,
+            readings: &r.readings,
+            ttl: r.ttl,
+        })
+        .collect();
+    Some(serde_json::to_string(&rows).expect("metric rows serialise"))
+}
+
+/// Appends a batch's rows, in the batch's transaction.
+pub(crate) fn append(tx: &Transaction<'_>, batch_id: &str, rows: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO pending_key_metrics (batch_id, rows) VALUES (?1, ?2)")?
-        .execute(params![batch_id, json])?;
+        .execute(params![batch_id, rows])?;
     Ok(())
 }
 
@@ -70,52 +125,243 @@ pub(crate) fn pending(c: &Connection) -> rusqlite::Result<usize> {
     .map(|n| usize::try_from(n).unwrap_or(0))
 }
 
-/// Moves every pending batch's rows into `key_metrics`, replacing the rows an
-/// earlier attempt of the same batch left there. Returns how many batches.
-pub(crate) fn flush(c: &mut Connection) -> rusqlite::Result<usize> {
-    let tx = c.transaction()?;
-    let moved = {
-        let mut select =
-            tx.prepare_cached("SELECT id, batch_id, rows FROM pending_key_metrics ORDER BY id")?;
-        let pending = select
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The metrics table's own database beside the state's (`weir.db` →
+/// `weir-metrics.db`), with its own connection: a flush moving thousands of
+/// rows holds its write lock, not the one every batch commits under.
+#[derive(Debug)]
+pub(crate) struct MetricsDb {
+    path: PathBuf,
+    /// Held for a whole flush, so flushes (and reads, which flush first) run
+    /// one at a time and a batch's later attempt always lands last. Taken
+    /// before the state's lock, never after.
+    connection: Mutex<Connection>,
+}
+
+impl MetricsDb {
+    pub(crate) fn path_beside(state: &Path) -> PathBuf {
+        let stem = state.file_stem().and_then(|s| s.to_str()).unwrap_or("weir");
+        state.with_file_name(format!("{stem}-metrics.db"))
+    }
+
+    /// Opens (or creates) the metrics database beside the state's, and moves
+    /// into it the metrics a previous version kept in the state's.
+    pub(crate) fn open(
+        path: PathBuf,
+        pragmas: &str,
+        state: &mut Connection,
+    ) -> rusqlite::Result<Self> {
+        let mut connection = Connection::open(&path)?;
+        connection.execute_batch(pragmas)?;
+        connection.execute_batch(METRICS_SCHEMA)?;
+        migrate(state, &mut connection)?;
+        Ok(Self {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves every pending batch's rows into `metric_rows`, replacing the
+    /// rows an earlier attempt of the same batch left there. Returns how many
+    /// pending rows went. A crash between the two commits leaves the rows
+    /// pending as well: the next flush writes them again, in place.
+    pub(crate) fn flush(&self, state: &Mutex<Connection>) -> rusqlite::Result<usize> {
+        let mut metrics = lock(&self.connection);
+        let pending = {
+            let state = lock(state);
+            let mut select = state
+                .prepare_cached("SELECT id, batch_id, rows FROM pending_key_metrics ORDER BY id")?;
+            select
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
         let Some((last, _, _)) = pending.last() else {
             return Ok(0);
         };
-        let mut clear = tx.prepare_cached("DELETE FROM key_metrics WHERE batch_id = ?1")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO key_metrics (partition_key, minute, batch_id, records, readings, ttl)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for (_, batch_id, rows) in &pending {
-            let rows: Vec<MinuteMetrics> = serde_json::from_str(rows).map_err(|e| {
+        // A batch pending twice (retried before a flush): its last attempt wins.
+        let latest: HashMap<&str, usize> = pending
+            .iter()
+            .enumerate()
+            .map(|(i, (_, batch_id, _))| (batch_id.as_str(), i))
+            .collect();
+        let tx = metrics.transaction()?;
+        for (i, (_, batch_id, rows)) in pending.iter().enumerate() {
+            if latest[batch_id.as_str()] != i {
+                continue;
+            }
+            let rows: Vec<PendingRow<'_>> = serde_json::from_str(rows).map_err(|e| {
                 rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e))
             })?;
-            clear.execute(params![batch_id])?;
-            for row in &rows {
-                let readings =
-                    serde_json::to_string(&row.readings).unwrap_or_else(|_| "{}".to_owned());
-                insert.execute(params![
-                    row.partition_key,
-                    row.minute,
-                    batch_id,
-                    i64::try_from(row.records).unwrap_or(i64::MAX),
-                    readings,
-                    row.ttl
-                ])?;
-            }
+            write_batch(&tx, batch_id, &rows)?;
         }
-        tx.prepare_cached("DELETE FROM pending_key_metrics WHERE id <= ?1")?
+        tx.commit()?;
+        lock(state)
+            .prepare_cached("DELETE FROM pending_key_metrics WHERE id <= ?1")?
             .execute(params![last])?;
-        pending.len()
+        Ok(pending.len())
+    }
+
+    /// The newest `limit` minutes of a partition key, one row per batch that
+    /// saw them (unmerged, without batch ids). Flush first.
+    pub(crate) fn read(
+        &self,
+        partition_key: &str,
+        limit: i64,
+    ) -> rusqlite::Result<Vec<MinuteMetrics>> {
+        let metrics = lock(&self.connection);
+        let mut statement = metrics.prepare_cached(
+            "SELECT partition_key, minute, records, readings, ttl
+             FROM metric_rows
+             WHERE partition_key = ?1 AND minute IN (
+                 SELECT DISTINCT minute FROM metric_rows WHERE partition_key = ?1
+                 ORDER BY minute DESC LIMIT ?2)",
+        )?;
+        let rows = statement.query_map(params![partition_key, limit], |row| {
+            let readings: String = row.get(3)?;
+            Ok(MinuteMetrics {
+                partition_key: row.get(0)?,
+                minute: row.get(1)?,
+                batch_id: String::new(),
+                records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                readings: serde_json::from_str(&readings).unwrap_or_default(),
+                ttl: row.get(4)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Deletes rows (and their batches' ranges) whose TTL has passed. Flush
+    /// first. Returns how many rows.
+    pub(crate) fn purge(&self, now_unix: i64) -> rusqlite::Result<usize> {
+        let mut metrics = lock(&self.connection);
+        let tx = metrics.transaction()?;
+        let rows = tx.execute("DELETE FROM metric_rows WHERE ttl < ?1", params![now_unix])?;
+        tx.execute(
+            "DELETE FROM metric_batches WHERE ttl < ?1",
+            params![now_unix],
+        )?;
+        tx.commit()?;
+        Ok(rows)
+    }
+}
+
+/// Writes one batch's rows in place of those its earlier attempt wrote.
+fn write_batch(
+    tx: &Transaction<'_>,
+    batch_id: &str,
+    rows: &[PendingRow<'_>],
+) -> rusqlite::Result<()> {
+    let earlier: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT first_row, last_row FROM metric_batches WHERE batch_id = ?1")?
+        .query_row(params![batch_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((first, last)) = earlier {
+        tx.prepare_cached("DELETE FROM metric_rows WHERE id BETWEEN ?1 AND ?2")?
+            .execute(params![first, last])?;
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO metric_rows (partition_key, minute, records, readings, ttl)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut range: Option<(i64, i64)> = None;
+    let mut ttl = i64::MIN;
+    for row in rows {
+        insert.execute(params![
+            row.partition_key,
+            row.minute,
+            i64::try_from(row.records).unwrap_or(i64::MAX),
+            row.readings.get(),
+            row.ttl
+        ])?;
+        let id = tx.last_insert_rowid();
+        range = Some(range.map_or((id, id), |(first, _)| (first, id)));
+        ttl = ttl.max(row.ttl);
+    }
+    match range {
+        Some((first, last)) => tx
+            .prepare_cached(
+                "INSERT INTO metric_batches (batch_id, first_row, last_row, ttl)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (batch_id) DO UPDATE
+                 SET first_row = excluded.first_row, last_row = excluded.last_row, ttl = excluded.ttl",
+            )?
+            .execute(params![batch_id, first, last, ttl])?,
+        None => tx
+            .prepare_cached("DELETE FROM metric_batches WHERE batch_id = ?1")?
+            .execute(params![batch_id])?,
     };
+    Ok(())
+}
+
+/// Moves schema 1's table (`key_metrics` in the state's database, the batch id
+/// on every row) into the metrics database, batch by batch, then drops it.
+/// Nothing to do on a new database; a crash half-way moves it again, in place.
+fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result<()> {
+    let old: bool = state.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'key_metrics'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    let rows = {
+        let mut select = state.prepare(
+            "SELECT batch_id, partition_key, minute, records, readings, ttl
+             FROM key_metrics ORDER BY batch_id, id",
+        )?;
+        select
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let invalid = |e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e))
+    };
+    let tx = metrics.transaction()?;
+    for batch in rows.chunk_by(|a, b| a.0 == b.0) {
+        let readings: Vec<Box<RawValue>> = batch
+            .iter()
+            .map(|r| RawValue::from_string(r.4.clone()).map_err(invalid))
+            .collect::<rusqlite::Result<_>>()?;
+        let pending: Vec<PendingRow<'_>> = batch
+            .iter()
+            .zip(&readings)
+            .map(|(r, readings)| PendingRow {
+                partition_key: Cow::Borrowed(&r.1),
+                minute: Cow::Borrowed(&r.2),
+                records: u64::try_from(r.3).unwrap_or(0),
+                readings,
+                ttl: r.5,
+            })
+            .collect();
+        write_batch(&tx, &batch[0].0, &pending)?;
+    }
     tx.commit()?;
-    Ok(moved)
+    state.execute_batch("DROP TABLE key_metrics")?;
+    tracing::info!(rows = rows.len(), "moved the metrics table to schema 2");
+    Ok(())
 }

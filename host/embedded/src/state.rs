@@ -10,7 +10,8 @@ use weir_core::backend::{
 };
 use weir_core::metrics::{MinuteMetrics, merge_minutes};
 
-use crate::{Durability, key_metrics};
+use crate::Durability;
+use crate::key_metrics::{self, MetricsDb};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dead_letters (
@@ -74,8 +75,9 @@ const SCHEMA: &str = "
 pub struct SqliteState {
     path: PathBuf,
     connection: Arc<Mutex<Connection>>,
-    /// Batches whose metric rows wait in `pending_key_metrics` (see
-    /// [`key_metrics`]); changed only under the connection's lock.
+    /// The metrics table, in a database of its own (see [`key_metrics`]).
+    metrics: Arc<MetricsDb>,
+    /// Batches whose metric rows wait in `pending_key_metrics`.
     pending_metrics: Arc<AtomicUsize>,
     /// A background flush of them is under way.
     flushing: Arc<AtomicBool>,
@@ -109,7 +111,7 @@ impl SqliteState {
             std::fs::create_dir_all(dir)
                 .map_err(|e| BackendError::permanent(format!("creating {}", dir.display()), e))?;
         }
-        let connection =
+        let mut connection =
             Connection::open(&path).map_err(|e| db_error("opening the database", &path, e))?;
         // WAL lets readers (weir dlq, the console) work while the pipeline
         // writes; FULL sync makes every commit durable before it returns. A
@@ -121,19 +123,24 @@ impl SqliteState {
             Durability::Disk => "FULL",
             Durability::Os => "NORMAL",
         };
+        let pragmas = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000;"
+        );
         connection
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000;"
-            ))
+            .execute_batch(&pragmas)
             .and_then(|()| connection.execute_batch(SCHEMA))
-            .and_then(|()| connection.execute_batch(key_metrics::SCHEMA))
+            .and_then(|()| connection.execute_batch(key_metrics::PENDING_SCHEMA))
             .map_err(|e| db_error("preparing the schema", &path, e))?;
+        let metrics_path = MetricsDb::path_beside(&path);
+        let metrics = MetricsDb::open(metrics_path.clone(), &pragmas, &mut connection)
+            .map_err(|e| db_error("opening the metrics database", &metrics_path, e))?;
         let pending = key_metrics::pending(&connection)
             .map_err(|e| db_error("counting pending metrics", &path, e))?;
         Ok(Self {
             path,
             connection: Arc::new(Mutex::new(connection)),
+            metrics: Arc::new(metrics),
             pending_metrics: Arc::new(AtomicUsize::new(pending)),
             flushing: Arc::new(AtomicBool::new(false)),
         })
@@ -172,22 +179,34 @@ impl SqliteState {
         }
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = state
-                .connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
             // The batches are recorded either way; rows that fail to move
             // wait for the next flush or read.
-            match key_metrics::flush(&mut connection) {
-                Ok(_) => state.pending_metrics.store(0, Ordering::Relaxed),
+            match state.metrics.flush(&state.connection) {
+                Ok(moved) => count_flushed(&state.pending_metrics, moved),
                 Err(e) => tracing::warn!(
-                    database = %state.path.display(),
+                    database = %state.metrics.path().display(),
                     error = %e,
                     "moving pending metric rows failed; tried again after the next batches"
                 ),
             }
             state.flushing.store(false, Ordering::Release);
         });
+    }
+
+    /// Runs `f` with the metrics database (and the state's connection, for
+    /// the pending rows) on tokio's blocking pool.
+    async fn with_metrics<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&MetricsDb, &Mutex<Connection>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            f(&state.metrics, &state.connection)
+                .map_err(|e| db_error(what, state.metrics.path(), e))
+        })
+        .await
+        .map_err(|e| BackendError::retryable(what, e))?
     }
 
     /// Dead letters matching the filter, oldest first, with their ids.
@@ -264,21 +283,22 @@ impl SqliteState {
     /// (DynamoDB does this by itself; locally it is done on demand). Returns
     /// how many went.
     pub async fn purge_expired_metadata(&self, now_unix: i64) -> Result<usize, BackendError> {
+        let batches = self
+            .with("purging expired metadata", move |c| {
+                c.execute(
+                    "DELETE FROM batch_metadata WHERE ttl < ?1",
+                    params![now_unix],
+                )
+            })
+            .await?;
         let pending = self.pending_metrics.clone();
-        self.with("purging expired metadata", move |c| {
-            key_metrics::flush(c)?;
-            pending.store(0, Ordering::Relaxed);
-            let tx = c.transaction()?;
-            let batches = tx.execute(
-                "DELETE FROM batch_metadata WHERE ttl < ?1",
-                params![now_unix],
-            )?;
-            let metrics =
-                tx.execute("DELETE FROM key_metrics WHERE ttl < ?1", params![now_unix])?;
-            tx.commit()?;
-            Ok(batches + metrics)
-        })
-        .await
+        let metrics = self
+            .with_metrics("purging expired metrics", move |metrics, state| {
+                count_flushed(&pending, metrics.flush(state)?);
+                metrics.purge(now_unix)
+            })
+            .await?;
+        Ok(batches + metrics)
     }
 }
 
@@ -310,6 +330,14 @@ impl DeadLetterQueue for SqliteState {
         })
         .await
     }
+}
+
+/// Takes flushed rows off the count of pending ones (batches may have been
+/// appended meanwhile).
+fn count_flushed(pending: &AtomicUsize, moved: usize) {
+    let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(moved))
+    });
 }
 
 fn json_list(values: &[String]) -> String {
@@ -346,6 +374,12 @@ impl MetadataStore for SqliteState {
         metrics: Vec<MinuteMetrics>,
     ) -> Result<(), BackendError> {
         let b = batch.clone();
+        // Made before taking the lock, which the other shards wait on.
+        let rows = key_metrics::pending_rows(&metrics);
+        let (plugin_versions, object_keys) = (
+            json_list(&batch.plugin_versions),
+            json_list(&batch.object_keys),
+        );
         let pending = self.pending_metrics.clone();
         // One transaction: one commit per batch, and metrics never without
         // their batch's entry.
@@ -366,13 +400,15 @@ impl MetadataStore for SqliteState {
                 b.failed_records,
                 b.partitions_count,
                 b.ttl,
-                json_list(&b.plugin_versions),
-                json_list(&b.object_keys)
+                plugin_versions,
+                object_keys
             ])?;
-            // Appended now, moved into key_metrics with many other batches'.
-            key_metrics::append(&tx, &b.batch_id, &metrics)?;
+            // Appended now, moved into metric_rows with many other batches'.
+            if let Some(rows) = &rows {
+                key_metrics::append(&tx, &b.batch_id, rows)?;
+            }
             tx.commit()?;
-            Ok(!metrics.is_empty()
+            Ok(rows.is_some()
                 && pending.fetch_add(1, Ordering::Relaxed) + 1 >= key_metrics::FLUSH_AFTER)
         })
         .await
@@ -424,29 +460,9 @@ impl MetadataStore for SqliteState {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let pending = self.pending_metrics.clone();
         let rows = self
-            .with("reading metrics", move |c| {
-                key_metrics::flush(c)?;
-                pending.store(0, Ordering::Relaxed);
-                // The newest `limit` minutes, with all their batches' rows.
-                let mut statement = c.prepare_cached(
-                    "SELECT partition_key, minute, batch_id, records, readings, ttl
-                     FROM key_metrics
-                     WHERE partition_key = ?1 AND minute IN (
-                         SELECT DISTINCT minute FROM key_metrics WHERE partition_key = ?1
-                         ORDER BY minute DESC LIMIT ?2)",
-                )?;
-                let rows = statement.query_map(params![partition_key, limit], |row| {
-                    let readings: String = row.get(4)?;
-                    Ok(MinuteMetrics {
-                        partition_key: row.get(0)?,
-                        minute: row.get(1)?,
-                        batch_id: row.get(2)?,
-                        records: row.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                        readings: serde_json::from_str(&readings).unwrap_or_default(),
-                        ttl: row.get(5)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+            .with_metrics("reading metrics", move |metrics, state| {
+                count_flushed(&pending, metrics.flush(state)?);
+                metrics.read(&partition_key, limit)
             })
             .await?;
         Ok(merge_minutes(rows))

@@ -277,3 +277,71 @@ async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
         .sum();
     assert_eq!(sensor1, 320);
 }
+
+/// A database of an earlier Weir kept its metric rows in `weir.db`, the batch
+/// id on each: they move to `weir-metrics.db` once, batch by batch, so a retry
+/// of a batch recorded before the move still replaces its rows.
+#[tokio::test]
+async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.db");
+    let ten_thirty = "2024-01-15T10:30:00Z";
+    let ten_thirty_one = "2024-01-15T10:31:00Z";
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE key_metrics (
+                 id INTEGER PRIMARY KEY, partition_key TEXT NOT NULL, minute TEXT NOT NULL,
+                 batch_id TEXT NOT NULL, records INTEGER NOT NULL, readings TEXT NOT NULL,
+                 ttl INTEGER NOT NULL);
+             INSERT INTO key_metrics (partition_key, minute, batch_id, records, readings, ttl) VALUES
+                 ('sensor-1', '2024-01-15T10:30:00Z', 'b1', 2,
+                  '{\"temperature\":{\"count\":2,\"min\":20.0,\"max\":22.0,\"sum\":42.0}}', 9000000000),
+                 ('sensor-1', '2024-01-15T10:31:00Z', 'b1', 1, '{}', 9000000000),
+                 ('sensor-1', '2024-01-15T10:30:00Z', 'b2', 3,
+                  '{\"temperature\":{\"count\":1,\"min\":25.0,\"max\":25.0,\"sum\":25.0}}', 9000000000);",
+        )
+        .unwrap();
+    }
+    let state = SqliteState::open(&path).unwrap();
+    let minutes = state.minute_metrics("sensor-1", 10).await.unwrap();
+    let summary: Vec<(&str, u64)> = minutes
+        .iter()
+        .map(|m| (m.minute.as_str(), m.records))
+        .collect();
+    assert_eq!(summary, [(ten_thirty_one, 1), (ten_thirty, 5)]);
+    let temperature = minutes[1].readings["temperature"];
+    assert_eq!(
+        (temperature.count, temperature.min, temperature.max),
+        (3, 20.0, 25.0)
+    );
+
+    // b1 again, now with one row: both of its old rows go.
+    state
+        .record_batch(
+            &batch("b1", "shard-1", ten_thirty, i64::MAX),
+            vec![key_minute("b1", "sensor-1", ten_thirty, 4)],
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(String, u64)> = state
+        .minute_metrics("sensor-1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.minute, m.records))
+        .collect();
+    assert_eq!(summary, [(ten_thirty.to_owned(), 7)]);
+
+    drop(state);
+    let tables: Vec<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!tables.contains(&"key_metrics".to_owned()), "{tables:?}");
+    assert!(dir.path().join("weir-metrics.db").exists());
+}
