@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use weir_embedded::{LocalObjectStore, SqliteState, StreamSettings};
+use weir_embedded::{Durability, LocalObjectStore, SqliteState, StreamSettings};
 use weir_pipeline::{Mode, Pipeline, PipelineSettings};
 use weir_runtime::router::Router;
 use weir_runtime::{Plugin, Runtime};
@@ -103,12 +103,26 @@ pub fn pipeline_settings(two_stage: bool) -> PipelineSettings {
     }
 }
 
-/// Opens the embedded backends under `data_dir`.
+/// Opens the embedded backends under `data_dir`, durable as `WEIR_FSYNC` says.
 pub fn embedded(data_dir: &Path) -> anyhow::Result<(LocalObjectStore, SqliteState)> {
-    let objects = LocalObjectStore::open(data_dir.join("objects"))?;
+    let durability = durability_from_env()?;
+    let objects = LocalObjectStore::open_with(data_dir.join("objects"), durability)?;
     let db = data_dir.join("state").join("weir.db");
-    let state = SqliteState::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let state = SqliteState::open_with(&db, durability)
+        .with_context(|| format!("opening {}", db.display()))?;
     Ok((objects, state))
+}
+
+/// `WEIR_FSYNC`: `on` (the default) makes every object and commit durable on
+/// disk before a batch is checkpointed; `off` only hands them to the OS, which
+/// survives a crash of Weir but not of the machine, for scratch pipelines
+/// (and runs the writes inline instead of on the blocking pool: faster).
+fn durability_from_env() -> anyhow::Result<Durability> {
+    match std::env::var("WEIR_FSYNC").as_deref() {
+        Err(_) | Ok("on" | "true" | "1") => Ok(Durability::Disk),
+        Ok("off" | "false" | "0") => Ok(Durability::Os),
+        Ok(other) => anyhow::bail!("WEIR_FSYNC={other:?}: expected `on` or `off`"),
+    }
 }
 
 pub fn pipeline(

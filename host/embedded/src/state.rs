@@ -74,6 +74,7 @@ const SCHEMA: &str = "
 #[derive(Debug, Clone)]
 pub struct SqliteState {
     path: PathBuf,
+    durability: Durability,
     connection: Arc<Mutex<Connection>>,
     /// The metrics table, in a database of its own (see [`key_metrics`]).
     metrics: Arc<MetricsDb>,
@@ -139,6 +140,7 @@ impl SqliteState {
             .map_err(|e| db_error("counting pending metrics", &path, e))?;
         Ok(Self {
             path,
+            durability,
             connection: Arc::new(Mutex::new(connection)),
             metrics: Arc::new(metrics),
             pending_metrics: Arc::new(AtomicUsize::new(pending)),
@@ -150,7 +152,8 @@ impl SqliteState {
         &self.path
     }
 
-    /// Runs `f` with the connection on tokio's blocking pool.
+    /// Runs `f` with the connection (on tokio's blocking pool when commits
+    /// wait for the disk: [`Durability::run_blocking`]).
     pub(crate) async fn with<T: Send + 'static>(
         &self,
         what: &'static str,
@@ -158,14 +161,15 @@ impl SqliteState {
     ) -> Result<T, BackendError> {
         let connection = self.connection.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut connection).map_err(|e| db_error(what, &path, e))
-        })
-        .await
-        .map_err(|e| BackendError::retryable(what, e))?
+        self.durability
+            .run_blocking(move || {
+                let mut connection = connection
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                f(&mut connection).map_err(|e| db_error(what, &path, e))
+            })
+            .await
+            .map_err(|e| BackendError::retryable(what, e))?
     }
 
     /// Moves the pending metric rows on the blocking pool, one flush at a

@@ -5,21 +5,33 @@ use weir_core::backend::{
     MetadataStore, ObjectStore,
 };
 use weir_core::metrics::MinuteMetrics;
-use weir_embedded::{LocalObjectStore, SqliteState};
+use weir_embedded::{Durability, LocalObjectStore, SqliteState};
 
-#[tokio::test]
+/// Both durabilities: with fsync the work runs on the blocking pool, without
+/// it inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_round_trip_and_overwrite_atomically() {
+    for durability in [Durability::Disk, Durability::Os] {
+        objects_round_trip(durability).await;
+    }
+}
+
+async fn objects_round_trip(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let store = LocalObjectStore::open_with(dir.path().join("objects"), durability).unwrap();
     let key = "raw/event_type=metric/year=2024/month=01/day=15/hour=10/shard-1-5.jsonl";
     assert_eq!(store.get(key).await.unwrap(), None);
     store.put(key, b"{\"a\":1}\n".to_vec()).await.unwrap();
     store.put(key, b"{\"a\":2}\n".to_vec()).await.unwrap();
     assert_eq!(store.get(key).await.unwrap().unwrap(), b"{\"a\":2}\n");
     store
-        .put("processed/x/y.jsonl", b"z".to_vec())
+        .put_all(vec![
+            ("processed/x/y.jsonl".into(), b"z".to_vec()),
+            (key.into(), b"{\"a\":3}\n".to_vec()),
+        ])
         .await
         .unwrap();
+    assert_eq!(store.get(key).await.unwrap().unwrap(), b"{\"a\":3}\n");
 
     assert_eq!(store.list("raw/").await.unwrap(), vec![key.to_owned()]);
     assert_eq!(store.list("").await.unwrap().len(), 2);
@@ -224,8 +236,14 @@ fn key_minute(batch_id: &str, key: &str, minute: &str, records: u64) -> MinuteMe
 /// Metric rows wait in bulk before they reach the table readers use: across
 /// several flushes, a retry of a batch already moved and of one still
 /// waiting, and a reopen with rows still waiting, every record counts once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
+    for durability in [Durability::Disk, Durability::Os] {
+        metric_rows_count_once(durability).await;
+    }
+}
+
+async fn metric_rows_count_once(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weir.db");
     let minutes = [
@@ -242,7 +260,7 @@ async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
         let metadata = batch(&id, "shard-1", "2024-01-15T10:33:00Z", i64::MAX);
         state.record_batch(&metadata, rows).await.unwrap();
     };
-    let state = SqliteState::open(&path).unwrap();
+    let state = SqliteState::open_with(&path, durability).unwrap();
     for i in 0..150 {
         record(state.clone(), i).await;
     }
@@ -268,7 +286,7 @@ async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
         record(state.clone(), i).await;
     }
     drop(state);
-    let reopened = SqliteState::open(&path).unwrap();
+    let reopened = SqliteState::open_with(&path, durability).unwrap();
     let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
     assert_eq!(sensor2, vec![(minutes[0].to_owned(), 160)]);
     let sensor1: u64 = totals(reopened.minute_metrics("sensor-1", 10).await.unwrap())
