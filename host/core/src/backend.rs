@@ -198,6 +198,20 @@ pub trait MetadataStore: Send + Sync {
         metrics: Vec<MinuteMetrics>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// Records several batches, as [`Self::record_batch`] does each (a store
+    /// may do it in one write; each batch is recorded whole or not at all).
+    fn record_batches(
+        &self,
+        batches: Vec<(BatchMetadata, Vec<MinuteMetrics>)>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            for (batch, metrics) in batches {
+                self.record_batch(&batch, metrics).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// The shard's batches, newest first.
     fn batches_for_shard(
         &self,

@@ -377,43 +377,56 @@ impl MetadataStore for SqliteState {
         batch: &BatchMetadata,
         metrics: Vec<MinuteMetrics>,
     ) -> Result<(), BackendError> {
-        let b = batch.clone();
+        self.record_batches(vec![(batch.clone(), metrics)]).await
+    }
+
+    /// One transaction for them all: one commit, and metrics never without
+    /// their batch's entry.
+    async fn record_batches(
+        &self,
+        batches: Vec<(BatchMetadata, Vec<MinuteMetrics>)>,
+    ) -> Result<(), BackendError> {
         // Made before taking the lock, which the other shards wait on.
-        let rows = key_metrics::pending_rows(&metrics);
-        let (plugin_versions, object_keys) = (
-            json_list(&batch.plugin_versions),
-            json_list(&batch.object_keys),
-        );
+        let rows: Vec<_> = batches
+            .into_iter()
+            .map(|(b, metrics)| {
+                let lists = (json_list(&b.plugin_versions), json_list(&b.object_keys));
+                (b, lists, key_metrics::pending_rows(&metrics))
+            })
+            .collect();
         let pending = self.pending_metrics.clone();
-        // One transaction: one commit per batch, and metrics never without
-        // their batch's entry.
         self.with("recording batch metadata", move |c| {
             let tx = c.transaction()?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO batch_metadata
-                 (batch_id, processed_at, shard_id, total_records, success_records, failed_records,
-                  partitions_count, ttl, plugin_versions, object_keys)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                b.batch_id,
-                b.processed_at,
-                b.shard_id,
-                b.total_records,
-                b.success_records,
-                b.failed_records,
-                b.partitions_count,
-                b.ttl,
-                plugin_versions,
-                object_keys
-            ])?;
-            // Appended now, moved into metric_rows with many other batches'.
-            if let Some(rows) = &rows {
-                key_metrics::append(&tx, &b.batch_id, rows)?;
+            let mut appended = 0;
+            for (b, (plugin_versions, object_keys), rows) in &rows {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO batch_metadata
+                     (batch_id, processed_at, shard_id, total_records, success_records, failed_records,
+                      partitions_count, ttl, plugin_versions, object_keys)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(params![
+                    b.batch_id,
+                    b.processed_at,
+                    b.shard_id,
+                    b.total_records,
+                    b.success_records,
+                    b.failed_records,
+                    b.partitions_count,
+                    b.ttl,
+                    plugin_versions,
+                    object_keys
+                ])?;
+                // Appended now, moved into metric_rows with many other batches'.
+                if let Some(rows) = rows {
+                    key_metrics::append(&tx, &b.batch_id, rows)?;
+                    appended += 1;
+                }
             }
             tx.commit()?;
-            Ok(rows.is_some()
-                && pending.fetch_add(1, Ordering::Relaxed) + 1 >= key_metrics::FLUSH_AFTER)
+            Ok(appended > 0
+                && pending.fetch_add(appended, Ordering::Relaxed) + appended
+                    >= key_metrics::FLUSH_AFTER)
         })
         .await
         .map(|flush_due| {

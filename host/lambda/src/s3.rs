@@ -51,6 +51,7 @@ where
     M: MetadataStore,
 {
     let mut transformed = Transformed::default();
+    let mut raw_keys = Vec::new();
     for record in event.records {
         let spelled = record.s3.object.key.clone().unwrap_or_default();
         let event_name = record.event_name.as_deref().unwrap_or("ObjectCreated:Put");
@@ -72,7 +73,13 @@ where
                 .push((key, "not a raw object key".into()));
             continue;
         }
-        match pipeline.transform_object(&key, now).await? {
+        raw_keys.push(key);
+    }
+    // Together: one write of their outputs and one of their metadata.
+    let keys: Vec<&str> = raw_keys.iter().map(String::as_str).collect();
+    let results = pipeline.transform_objects(&keys, now).await?;
+    for (key, result) in raw_keys.into_iter().zip(results) {
+        match result {
             Some(result) => transformed.results.push(result),
             None => {
                 tracing::warn!(

@@ -8,7 +8,7 @@ use weir_core::backend::{
     ObjectStore,
 };
 use weir_core::intake::{self, Accepted, IntakeSettings};
-use weir_core::metrics::{METRICS_TTL_SECONDS, MinuteAggregator};
+use weir_core::metrics::{METRICS_TTL_SECONDS, MinuteAggregator, MinuteMetrics};
 use weir_core::partition::{Partition, Stage, object_key};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_core::time;
@@ -169,6 +169,29 @@ pub(crate) fn bucket<'m>(
     objects.get_mut(partition).expect("inserted above")
 }
 
+/// A batch worked out in memory and not yet written: what
+/// [`Pipeline::persist`] makes durable.
+pub(crate) struct Prepared {
+    result: BatchResult,
+    objects: Vec<(String, Vec<u8>)>,
+    dead_letters: Vec<DeadLetter>,
+    metadata: BatchMetadata,
+    metrics: Vec<MinuteMetrics>,
+    enrich_stage: bool,
+}
+
+/// The span of a batch: shard, batch id, sequence range and size.
+pub(crate) fn batch_span(run: &Run<'_>, records: usize) -> tracing::Span {
+    tracing::info_span!(
+        "batch",
+        shard_id = run.shard_id,
+        batch_id = %run.batch_id,
+        first_sequence = run.first_seq,
+        last_sequence = run.last_seq,
+        records,
+    )
+}
+
 /// One run of the record path: which batch, which stages.
 pub(crate) struct Run<'a> {
     pub batch_id: String,
@@ -237,24 +260,20 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         processed_at: DateTime<Utc>,
     ) -> Result<BatchResult, BackendError> {
         use tracing::Instrument as _;
-        let span = tracing::info_span!(
-            "batch",
-            shard_id = run.shard_id,
-            batch_id = %run.batch_id,
-            first_sequence = run.first_seq,
-            last_sequence = run.last_seq,
-        );
-        self.run_batch(run, records, processed_at)
-            .instrument(span)
-            .await
+        let span = batch_span(&run, records.len());
+        let prepared = span.in_scope(|| self.prepare(run, records, processed_at))?;
+        let mut results = self.persist(vec![prepared]).instrument(span).await?;
+        Ok(results.pop().expect("one batch in, one out"))
     }
 
-    async fn run_batch(
+    /// Works a batch out in memory: intake, the raw stage, enrichment, the
+    /// objects, dead letters and metadata to write. Nothing is written yet.
+    pub(crate) fn prepare(
         &self,
         run: Run<'_>,
         records: &[StreamRecord],
         processed_at: DateTime<Utc>,
-    ) -> Result<BatchResult, BackendError> {
+    ) -> Result<Prepared, BackendError> {
         let Run {
             batch_id,
             shard_id,
@@ -265,15 +284,6 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             refused,
         } = run;
         let processed = time::format_utc(processed_at);
-        let span = tracing::info_span!(
-            "batch",
-            batch_id,
-            shard_id,
-            first_seq,
-            last_seq,
-            records = records.len()
-        );
-        let _guard = span.enter();
 
         let mut counts = BatchCounts {
             records: (records.len() + refused.len()) as u32,
@@ -354,62 +364,97 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             }
         }
 
-        // Durable, in this order, before the caller checkpoints.
+        let mut objects = Vec::new();
         let mut object_keys = Vec::new();
         let mut partitions = BTreeSet::new();
-        let plugin_versions: Vec<String> = plugin_usage.keys().cloned().collect();
-        let durable = async {
-            let mut objects = Vec::new();
-            for (stage, bodies) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
-                for (partition, body) in bodies {
-                    let key = object_key(stage, &partition, shard_id, first_seq, last_seq)
-                        .map_err(|why| BackendError::permanent(format!("batch {batch_id}"), why))?;
-                    object_keys.push(key.clone());
-                    objects.push((key, body));
-                    partitions.insert(partition);
-                }
+        for (stage, bodies) in [(Stage::Raw, raw), (Stage::Processed, processed_objects)] {
+            for (partition, body) in bodies {
+                let key = object_key(stage, &partition, shard_id, first_seq, last_seq)
+                    .map_err(|why| BackendError::permanent(format!("batch {batch_id}"), why))?;
+                object_keys.push(key.clone());
+                objects.push((key, body));
+                partitions.insert(partition);
             }
+        }
+        let plugin_versions: Vec<String> = plugin_usage.keys().cloned().collect();
+        let metadata = BatchMetadata {
+            batch_id: batch_id.clone(),
+            processed_at: processed.clone(),
+            shard_id: shard_id.to_owned(),
+            total_records: counts.records,
+            success_records: counts.records - counts.dead_lettered(),
+            failed_records: counts.dead_lettered(),
+            partitions_count: partitions.len() as u32,
+            ttl: processed_at.timestamp() + METADATA_TTL_SECONDS,
+            plugin_versions: plugin_versions.clone(),
+            object_keys: object_keys.clone(),
+        };
+        let metrics = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
+        Ok(Prepared {
+            result: BatchResult {
+                batch_id,
+                counts,
+                object_keys,
+                plugin_versions,
+                plugin_usage,
+            },
+            objects,
+            dead_letters,
+            metadata,
+            metrics,
+            enrich_stage,
+        })
+    }
+
+    /// Makes prepared batches durable together, in this order, before the
+    /// caller checkpoints: their objects (one `put_all`), their dead letters,
+    /// their metadata and metrics (one `record_batches`). On a failure every
+    /// object they wrote is deleted again.
+    pub(crate) async fn persist(
+        &self,
+        mut prepared: Vec<Prepared>,
+    ) -> Result<Vec<BatchResult>, BackendError> {
+        let mut objects = Vec::new();
+        let mut dead_letters = Vec::new();
+        let mut metadata = Vec::new();
+        for p in &mut prepared {
+            objects.append(&mut p.objects);
+            dead_letters.append(&mut p.dead_letters);
+            metadata.push((p.metadata.clone(), std::mem::take(&mut p.metrics)));
+        }
+        let durable = async {
             self.objects.put_all(objects).await?;
             if !dead_letters.is_empty() {
                 self.dead_letters.send(dead_letters).await?;
             }
-            let metadata = BatchMetadata {
-                batch_id: batch_id.clone(),
-                processed_at: processed.clone(),
-                shard_id: shard_id.to_owned(),
-                total_records: counts.records,
-                success_records: counts.records - counts.dead_lettered(),
-                failed_records: counts.dead_lettered(),
-                partitions_count: partitions.len() as u32,
-                ttl: processed_at.timestamp() + METADATA_TTL_SECONDS,
-                plugin_versions: plugin_versions.clone(),
-                object_keys: object_keys.clone(),
-            };
-            let rows = metrics.finish(&batch_id, processed_at.timestamp() + METRICS_TTL_SECONDS);
-            self.metadata.record_batch(&metadata, rows).await
+            self.metadata.record_batches(metadata).await
         };
         if let Err(e) = durable.await {
-            self.roll_back(&batch_id, &object_keys).await;
+            for p in &prepared {
+                self.roll_back(&p.result.batch_id, &p.result.object_keys)
+                    .await;
+            }
             return Err(e);
         }
-        debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
-        tracing::info!(
-            plugin_versions = ?plugin_versions,
-            records = counts.records,
-            accepted = counts.accepted,
-            outputs = counts.outputs,
-            dropped = counts.dropped,
-            dead_lettered = counts.dead_lettered(),
-            passed_through = counts.passed_through,
-            "batch done"
-        );
-        Ok(BatchResult {
-            batch_id,
-            counts,
-            object_keys,
-            plugin_versions,
-            plugin_usage,
-        })
+        Ok(prepared
+            .into_iter()
+            .map(|p| {
+                let counts = &p.result.counts;
+                debug_assert!(counts.is_balanced(p.enrich_stage), "{counts:?}");
+                tracing::info!(
+                    batch_id = p.result.batch_id,
+                    plugin_versions = ?p.result.plugin_versions,
+                    records = counts.records,
+                    accepted = counts.accepted,
+                    outputs = counts.outputs,
+                    dropped = counts.dropped,
+                    dead_lettered = counts.dead_lettered(),
+                    passed_through = counts.passed_through,
+                    "batch done"
+                );
+                p.result
+            })
+            .collect())
     }
 
     /// Deletes the objects a failed attempt wrote. A retry may cover other

@@ -146,13 +146,13 @@ where
     if pipeline.settings.mode == Mode::TwoStage {
         // What an S3 notification does on AWS, before the checkpoint so a
         // crash replays both stages.
-        for raw_key in result.raw_keys() {
-            let transformed = pipeline
-                .transform_object(raw_key, Utc::now())
-                .await?
-                .ok_or_else(|| {
-                    BackendError::retryable(raw_key, "the raw object just written is gone")
-                })?;
+        // Its raw objects together: one write of their outputs and metadata.
+        let raw_keys: Vec<&str> = result.raw_keys().collect();
+        let transformed = pipeline.transform_objects(&raw_keys, Utc::now()).await?;
+        for (raw_key, transformed) in raw_keys.iter().zip(transformed) {
+            let transformed = transformed.ok_or_else(|| {
+                BackendError::retryable(*raw_key, "the raw object just written is gone")
+            })?;
             counts.add_enrichment(&transformed.counts);
             objects_written += transformed.object_keys.len() as u32;
         }

@@ -36,6 +36,9 @@ fn start_of_hour(time: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(time)
 }
 
+/// Raw objects replayed per write of their outputs and metadata.
+const REPLAY_CHUNK: usize = 16;
+
 impl ReplayRange {
     /// The raw prefixes of each hour in the range.
     pub fn prefixes(&self) -> Result<Vec<String>, String> {
@@ -85,13 +88,18 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             ..Default::default()
         };
         progress(&done);
-        for key in &keys {
-            match self.transform_object(key, processed_at).await? {
-                Some(result) => done.counts.add(&result.counts),
-                None => done.objects_missing += 1,
+        // A few objects per write of their outputs and metadata.
+        for chunk in keys.chunks(REPLAY_CHUNK) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let results = self.transform_objects(&chunk, processed_at).await?;
+            for (key, result) in chunk.iter().zip(results) {
+                match result {
+                    Some(result) => done.counts.add(&result.counts),
+                    None => done.objects_missing += 1,
+                }
+                done.objects_done += 1;
+                tracing::debug!(key = %key, done = done.objects_done, total = done.objects_total, "replayed");
             }
-            done.objects_done += 1;
-            tracing::debug!(key = %key, done = done.objects_done, total = done.objects_total, "replayed");
             progress(&done);
         }
         Ok(done)

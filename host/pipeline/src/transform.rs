@@ -6,7 +6,9 @@ use weir_core::backend::{BackendError, DeadLetter, DeadLetterQueue, MetadataStor
 use weir_core::partition::{ObjectKey, Stage};
 use weir_core::time;
 
-use crate::batch::{BatchResult, Pipeline, Run};
+use weir_core::stream::StreamRecord;
+
+use crate::batch::{BatchResult, Pipeline, Run, batch_span};
 use crate::raw::read_raw_line;
 
 impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
@@ -23,6 +25,54 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
         raw_key: &str,
         processed_at: DateTime<Utc>,
     ) -> Result<Option<BatchResult>, BackendError> {
+        let mut results = self.transform_objects(&[raw_key], processed_at).await?;
+        Ok(results.pop().flatten())
+    }
+
+    /// [`Self::transform_object`] for several raw objects (a batch's, or a
+    /// notification batch's), made durable together: one write of their
+    /// processed objects, one of their metadata entries (each its own, by raw
+    /// key). A result per key, in order.
+    pub async fn transform_objects(
+        &self,
+        raw_keys: &[&str],
+        processed_at: DateTime<Utc>,
+    ) -> Result<Vec<Option<BatchResult>>, BackendError> {
+        let mut prepared = Vec::with_capacity(raw_keys.len());
+        let mut found = Vec::with_capacity(raw_keys.len());
+        for raw_key in raw_keys {
+            let Some((key, records, refused)) = self.read_raw_object(raw_key, processed_at).await?
+            else {
+                found.push(false);
+                continue;
+            };
+            let run = Run {
+                batch_id: (*raw_key).to_owned(),
+                shard_id: &key.shard_id,
+                first_seq: &key.first_sequence,
+                last_seq: &key.last_sequence,
+                write_raw: false,
+                enrich: true,
+                refused,
+            };
+            let span = batch_span(&run, records.len());
+            prepared.push(span.in_scope(|| self.prepare(run, &records, processed_at))?);
+            found.push(true);
+        }
+        let mut results = self.persist(prepared).await?.into_iter();
+        Ok(found
+            .into_iter()
+            .map(|found| if found { results.next() } else { None })
+            .collect())
+    }
+
+    /// A raw object's key, its records, and letters for its lines that are not
+    /// records the raw stage wrote; `None` when there is no such object.
+    async fn read_raw_object(
+        &self,
+        raw_key: &str,
+        processed_at: DateTime<Utc>,
+    ) -> Result<Option<(ObjectKey, Vec<StreamRecord>, Vec<DeadLetter>)>, BackendError> {
         let what = || format!("transforming {raw_key}");
         let key = ObjectKey::parse(raw_key)
             .filter(|k| k.stage == Stage::Raw)
@@ -60,15 +110,6 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                 }),
             }
         }
-        let run = Run {
-            batch_id: raw_key.to_owned(),
-            shard_id: &key.shard_id,
-            first_seq: &key.first_sequence,
-            last_seq: &key.last_sequence,
-            write_raw: false,
-            enrich: true,
-            refused,
-        };
-        self.run(run, &records, processed_at).await.map(Some)
+        Ok(Some((key, records, refused)))
     }
 }

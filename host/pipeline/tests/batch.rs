@@ -442,3 +442,54 @@ async fn the_raw_stage_records_per_minute_metrics_once_per_batch() {
             .is_empty()
     );
 }
+
+/// Several raw objects transformed together (a batch's, as `weir serve`
+/// and the bench do, or an S3 notification batch's): a result per key, in
+/// order, `None` for an object that is gone, and a metadata entry per object.
+#[tokio::test]
+async fn raw_objects_transformed_together_each_get_their_result_and_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let settings = PipelineSettings {
+        mode: Mode::TwoStage,
+        ..Default::default()
+    };
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
+        &state,
+        router(),
+        settings,
+    );
+    let raw = pipeline
+        .process_batch(SHARD, &batch(), now())
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = raw.raw_keys().map(str::to_owned).collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    let missing = keys[0].replace(".jsonl", "-gone.jsonl");
+    keys.insert(1, missing);
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+
+    let results = pipeline.transform_objects(&key_refs, now()).await.unwrap();
+    assert_eq!(results.len(), keys.len());
+    assert!(results[1].is_none(), "the missing object");
+    let mut counts = raw.counts.clone();
+    for (key, result) in keys.iter().zip(&results) {
+        if let Some(result) = result {
+            assert_eq!(&result.batch_id, key);
+            assert!(result.counts.is_balanced(true), "{:?}", result.counts);
+            counts.add_enrichment(&result.counts);
+        }
+    }
+    assert!(counts.is_balanced(true), "{counts:?}");
+    let entries: Vec<String> = state
+        .batches_for_shard(SHARD, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.batch_id)
+        .collect();
+    for (key, result) in keys.iter().zip(&results) {
+        assert_eq!(entries.contains(key), result.is_some(), "{key}");
+    }
+}

@@ -358,10 +358,10 @@ async fn invoke_all(
             bail!("shard {shard_id}: {error}");
         }
         if pipeline.settings.mode == Mode::TwoStage {
+            // As `weir serve` does: a batch's raw objects together.
             for result in &handled.batches {
-                for key in result.raw_keys() {
-                    pipeline.transform_object(key, Utc::now()).await?;
-                }
+                let keys: Vec<&str> = result.raw_keys().collect();
+                pipeline.transform_objects(&keys, Utc::now()).await?;
             }
         }
         latencies.push(t.elapsed());
