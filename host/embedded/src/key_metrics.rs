@@ -65,28 +65,36 @@ pub(crate) const PENDING_SCHEMA: &str = "
 /// for 100 keys a batch) that a flush is a few milliseconds.
 pub(crate) const FLUSH_AFTER: usize = 64;
 
-/// A row as it waits in `pending_key_metrics`. The field names are schema 1's,
-/// whose rows also had `batch_id` (ignored), so rows a previous version left
-/// pending still flush.
+/// A row as it waits in `pending_key_metrics`, with one-letter names: a
+/// batch's rows are written to the WAL, then to the database, then freed, so
+/// their size counts three times. Schema 1's rows (long names and a batch id
+/// on each) still read.
 #[derive(Serialize)]
 struct PendingRowOut<'a> {
+    #[serde(rename = "k")]
     partition_key: &'a str,
+    #[serde(rename = "m")]
     minute: &'a str,
+    #[serde(rename = "n")]
     records: u64,
+    #[serde(rename = "r")]
     readings: &'a std::collections::BTreeMap<String, Reading>,
+    #[serde(rename = "t")]
     ttl: i64,
 }
 
 #[derive(Deserialize)]
 struct PendingRow<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, rename = "k", alias = "partition_key")]
     partition_key: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, rename = "m", alias = "minute")]
     minute: Cow<'a, str>,
+    #[serde(rename = "n", alias = "records")]
     records: u64,
     /// Copied into the table as it is: no parse, no new text.
-    #[serde(borrow)]
+    #[serde(borrow, rename = "r", alias = "readings")]
     readings: &'a RawValue,
+    #[serde(rename = "t", alias = "ttl")]
     ttl: i64,
 }
 

@@ -298,7 +298,8 @@ async fn metric_rows_count_once(durability: Durability) {
 
 /// A database of an earlier Weir kept its metric rows in `weir.db`, the batch
 /// id on each: they move to `weir-metrics.db` once, batch by batch, so a retry
-/// of a batch recorded before the move still replaces its rows.
+/// of a batch recorded before the move still replaces its rows; rows it left
+/// pending, in its format, still count.
 #[tokio::test]
 async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,7 +318,13 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
                   '{\"temperature\":{\"count\":2,\"min\":20.0,\"max\":22.0,\"sum\":42.0}}', 9000000000),
                  ('sensor-1', '2024-01-15T10:31:00Z', 'b1', 1, '{}', 9000000000),
                  ('sensor-1', '2024-01-15T10:30:00Z', 'b2', 3,
-                  '{\"temperature\":{\"count\":1,\"min\":25.0,\"max\":25.0,\"sum\":25.0}}', 9000000000);",
+                  '{\"temperature\":{\"count\":1,\"min\":25.0,\"max\":25.0,\"sum\":25.0}}', 9000000000);
+             -- A batch still pending, in that version's format.
+             CREATE TABLE pending_key_metrics (
+                 id INTEGER PRIMARY KEY, batch_id TEXT NOT NULL, rows TEXT NOT NULL);
+             INSERT INTO pending_key_metrics (batch_id, rows) VALUES ('b3',
+                 '[{\"partition_key\":\"sensor-1\",\"minute\":\"2024-01-15T10:31:00Z\",\"batch_id\":\"b3\",
+                    \"records\":2,\"readings\":{},\"ttl\":9000000000}]');",
         )
         .unwrap();
     }
@@ -327,14 +334,14 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
         .iter()
         .map(|m| (m.minute.as_str(), m.records))
         .collect();
-    assert_eq!(summary, [(ten_thirty_one, 1), (ten_thirty, 5)]);
+    assert_eq!(summary, [(ten_thirty_one, 3), (ten_thirty, 5)]);
     let temperature = minutes[1].readings["temperature"];
     assert_eq!(
         (temperature.count, temperature.min, temperature.max),
         (3, 20.0, 25.0)
     );
 
-    // b1 again, now with one row: both of its old rows go.
+    // b1 again, now with one row: both of its old rows go (b3's stays).
     state
         .record_batch(
             &batch("b1", "shard-1", ten_thirty, i64::MAX),
@@ -349,7 +356,10 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
         .into_iter()
         .map(|m| (m.minute, m.records))
         .collect();
-    assert_eq!(summary, [(ten_thirty.to_owned(), 7)]);
+    assert_eq!(
+        summary,
+        [(ten_thirty_one.to_owned(), 2), (ten_thirty.to_owned(), 7)]
+    );
 
     drop(state);
     let tables: Vec<String> = rusqlite::Connection::open(&path)
