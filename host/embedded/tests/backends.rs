@@ -261,20 +261,21 @@ async fn metric_rows_count_once(durability: Durability) {
         state.record_batch(&metadata, rows).await.unwrap();
     };
     let state = SqliteState::open_with(&path, durability).unwrap();
-    for i in 0..150 {
+    for i in 0..300 {
         record(state.clone(), i).await;
     }
-    // The first batch was moved long ago, the last is still waiting.
+    // The first batch was moved by the flush after 256 batches, the last
+    // is still waiting.
     record(state.clone(), 0).await;
-    record(state.clone(), 149).await;
+    record(state.clone(), 299).await;
 
     let totals = |minutes: Vec<MinuteMetrics>| -> Vec<(String, u64)> {
         minutes.into_iter().map(|m| (m.minute, m.records)).collect()
     };
     let expected = vec![
-        (minutes[2].to_owned(), 100),
-        (minutes[1].to_owned(), 100),
-        (minutes[0].to_owned(), 100),
+        (minutes[2].to_owned(), 200),
+        (minutes[1].to_owned(), 200),
+        (minutes[0].to_owned(), 200),
     ];
     assert_eq!(
         totals(state.minute_metrics("sensor-1", 10).await.unwrap()),
@@ -282,18 +283,18 @@ async fn metric_rows_count_once(durability: Durability) {
     );
 
     // Rows recorded after that read wait again; a reopened database still has them.
-    for i in 150..160 {
+    for i in 300..310 {
         record(state.clone(), i).await;
     }
     drop(state);
     let reopened = SqliteState::open_with(&path, durability).unwrap();
     let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
-    assert_eq!(sensor2, vec![(minutes[0].to_owned(), 160)]);
+    assert_eq!(sensor2, vec![(minutes[0].to_owned(), 310)]);
     let sensor1: u64 = totals(reopened.minute_metrics("sensor-1", 10).await.unwrap())
         .iter()
         .map(|(_, n)| n)
         .sum();
-    assert_eq!(sensor1, 320);
+    assert_eq!(sensor1, 620);
 }
 
 /// A database of an earlier Weir kept its metric rows in `weir.db`, the batch
