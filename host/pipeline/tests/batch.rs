@@ -8,7 +8,7 @@ use serde_json::Value;
 use weir_core::backend::{DeadLetterFilter, MetadataStore, ObjectStore};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_embedded::{LocalObjectStore, SqliteState};
-use weir_pipeline::{Mode, PipelineSettings};
+use weir_pipeline::{Mode, Pipeline, PipelineSettings};
 use weir_runtime::router::Router;
 
 const SHARD: &str = "shardId-000000000000";
@@ -36,6 +36,24 @@ fn router() -> Router {
 }
 
 /// A batch with good records of bound and unbound types and the hostile corpus.
+type LocalPipeline = Pipeline<LocalObjectStore, SqliteState, SqliteState>;
+
+/// A two-stage pipeline with its state under `dir`.
+fn two_stage(dir: &std::path::Path) -> (SqliteState, LocalPipeline) {
+    let state = SqliteState::open(dir.join("weir.db")).unwrap();
+    let settings = PipelineSettings {
+        mode: Mode::TwoStage,
+        ..Default::default()
+    };
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.join("objects")).unwrap(),
+        &state,
+        router(),
+        settings,
+    );
+    (state, pipeline)
+}
+
 fn batch() -> Vec<StreamRecord> {
     let items: Vec<&[u8]> = vec![
         br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":1500,"tenant_id":"acme"}"#,
@@ -236,17 +254,7 @@ async fn two_stage_mode_gives_the_output_of_single_stage_mode() {
     let expected = single.process_batch(SHARD, &batch(), now()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let settings = PipelineSettings {
-        mode: Mode::TwoStage,
-        ..Default::default()
-    };
-    let pipeline = common::pipeline(
-        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
-        &state,
-        router(),
-        settings,
-    );
+    let (state, pipeline) = two_stage(dir.path());
     let raw = pipeline
         .process_batch(SHARD, &batch(), now())
         .await
@@ -449,17 +457,7 @@ async fn the_raw_stage_records_per_minute_metrics_once_per_batch() {
 #[tokio::test]
 async fn raw_objects_transformed_together_each_get_their_result_and_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
-    let settings = PipelineSettings {
-        mode: Mode::TwoStage,
-        ..Default::default()
-    };
-    let pipeline = common::pipeline(
-        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
-        &state,
-        router(),
-        settings,
-    );
+    let (state, pipeline) = two_stage(dir.path());
     let raw = pipeline
         .process_batch(SHARD, &batch(), now())
         .await
