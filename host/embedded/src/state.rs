@@ -1,10 +1,12 @@
 //! Weir's state in one SQLite database: dead letters and batch metadata.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
 use weir_core::backend::{
     BackendError, BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, MetadataStore,
 };
@@ -356,6 +358,52 @@ fn json_list(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// A batch's object keys as stored. Its objects share their file name
+/// (`{shard}-{first}-{last}.jsonl`, ~130 of a key's ~190 characters), so
+/// it is stored once, with the keys' directories: a batch of 20 objects
+/// takes ~1.3 KB instead of ~4 KB, and its row no longer spills out of its
+/// page. Keys that do not share a name are stored as a list, as rows of
+/// earlier versions were.
+#[derive(Serialize, Deserialize)]
+struct SharedFileName<'a> {
+    #[serde(borrow)]
+    file: Cow<'a, str>,
+    #[serde(borrow)]
+    dirs: Vec<Cow<'a, str>>,
+}
+
+fn object_keys_text(keys: &[String]) -> String {
+    let split: Option<Vec<(&str, &str)>> = keys.iter().map(|k| k.rsplit_once('/')).collect();
+    match split.as_deref() {
+        Some([(_, file), rest @ ..]) if rest.iter().all(|(_, f)| f == file) => {
+            let stored = SharedFileName {
+                file: Cow::Borrowed(file),
+                dirs: split
+                    .iter()
+                    .flatten()
+                    .map(|(dir, _)| Cow::Borrowed(*dir))
+                    .collect(),
+            };
+            serde_json::to_string(&stored).unwrap_or_else(|_| json_list(keys))
+        }
+        _ => json_list(keys),
+    }
+}
+
+fn object_keys_of(text: String) -> Vec<String> {
+    if !text.starts_with('{') {
+        return parse_list(text);
+    }
+    match serde_json::from_str::<SharedFileName<'_>>(&text) {
+        Ok(stored) => stored
+            .dirs
+            .iter()
+            .map(|dir| format!("{dir}/{}", stored.file))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// A dead letter and its id from a row of `SELECT id, payload, reason, kind,
 /// stage, plugin, shard_id, sequence_number, partition_key, failed_at`.
 fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeadLetter)> {
@@ -398,7 +446,10 @@ impl MetadataStore for SqliteState {
         let rows: Vec<_> = batches
             .into_iter()
             .map(|(b, metrics)| {
-                let lists = (json_list(&b.plugin_versions), json_list(&b.object_keys));
+                let lists = (
+                    json_list(&b.plugin_versions),
+                    object_keys_text(&b.object_keys),
+                );
                 (b, lists, key_metrics::pending_rows(&metrics))
             })
             .collect();
@@ -468,7 +519,7 @@ impl MetadataStore for SqliteState {
                     partitions_count: row.get(6)?,
                     ttl: row.get(7)?,
                     plugin_versions: parse_list(row.get(8)?),
-                    object_keys: parse_list(row.get(9)?),
+                    object_keys: object_keys_of(row.get(9)?),
                 })
             })?;
             rows.collect()
@@ -491,5 +542,38 @@ impl MetadataStore for SqliteState {
             })
             .await?;
         Ok(merge_minutes(rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_sharing_a_file_name_store_it_once_and_read_back() {
+        let keys: Vec<String> = [
+            "raw/event_type=metric/year=2024/month=01/day=15/hour=10/shard-1-9.jsonl",
+            "processed/event_type=metric/year=2024/month=01/day=15/hour=10/shard-1-9.jsonl",
+        ]
+        .map(String::from)
+        .to_vec();
+        let text = object_keys_text(&keys);
+        assert_eq!(text.matches("shard-1-9.jsonl").count(), 1, "{text}");
+        assert_eq!(object_keys_of(text), keys);
+
+        for other in [
+            vec!["raw/a/x.jsonl".to_owned(), "raw/b/y.jsonl".to_owned()],
+            vec!["no-directory.jsonl".to_owned()],
+            vec![],
+        ] {
+            let text = object_keys_text(&other);
+            assert!(text.starts_with('['), "{text}");
+            assert_eq!(object_keys_of(text), other);
+        }
+        // A row of an earlier version: a plain list.
+        assert_eq!(
+            object_keys_of(r#"["raw/a/x.jsonl"]"#.to_owned()),
+            ["raw/a/x.jsonl"]
+        );
     }
 }
