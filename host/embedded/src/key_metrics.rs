@@ -3,11 +3,13 @@
 //! A batch has a row for each partition key it saw (~100 for sensors or
 //! users). Writing them into the table readers use, indexed by partition key,
 //! touches pages all over the index, so a batch only appends its rows, as one
-//! JSON array, to `pending_key_metrics` in its own transaction (durable with
-//! its metadata, so a crash loses none), and [`flush`] moves them into
-//! `metric_rows` many batches at a time, writing each page once for all of
-//! them: every [`FLUSH_AFTER`] batches (on the blocking pool, not in the way
-//! of the batch that filled the quota) and before anything reads the table.
+//! JSON array, to `pending_key_metrics` in its own transaction (in `weir.db`,
+//! durable with its metadata, so a crash loses none), and
+//! [`MetricsDb::flush`] moves them into `metric_rows` (in `weir-metrics.db`,
+//! under that database's own write lock) many batches at a time, writing each
+//! page once for all of them: every [`FLUSH_AFTER`] batches (on the blocking
+//! pool, not in the way of the batch that filled the quota) and before
+//! anything reads the table.
 //!
 //! A retried batch replaces its rows instead of counting twice. Each batch's
 //! rows are inserted together, so their row ids are one range, which

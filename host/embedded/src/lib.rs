@@ -5,13 +5,16 @@
 //!   atomically (temporary file, then rename), never outside the root.
 //! - [`SqliteState`]: one SQLite database (bundled, no server) for dead letters,
 //!   batch metadata, the stream and checkpoints; the plugin registry joins it.
+//!   The metrics table has a database of its own beside it.
 //! - [`EmbeddedRegistry`]: plugin versions (components in the object store),
 //!   bindings with their history, the audit log.
 //! - [`EmbeddedStream`]: Kinesis semantics (shards by MD5 hash-key range,
 //!   sequence numbers, checkpoints, retention, per-shard write limits) in it.
 //!
-//! SQLite calls block, so they run on tokio's blocking pool; the connection is
-//! shared behind a mutex (SQLite serialises writers anyway).
+//! File and SQLite calls block: they run on tokio's blocking pool when they
+//! wait for the disk, inline when nothing is fsynced
+//! (`Durability::run_blocking`). A database's connection is shared behind a
+//! mutex (SQLite serialises writers anyway).
 
 mod key_metrics;
 mod objects;
