@@ -1,8 +1,10 @@
 //! Objects as files under a root directory.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
+use tempfile::NamedTempFile;
 use weir_core::backend::{BackendError, ObjectStore};
 
 use crate::Durability;
@@ -64,26 +66,76 @@ impl LocalObjectStore {
     }
 }
 
-fn write_atomically(path: &Path, body: &[u8], durability: Durability) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// Writes the objects, each through a temporary file renamed over it: a
+/// reader (or a crash) sees an old object or the new one, never a torn one.
+/// On [`Durability::Disk`] each file's bytes are on disk before its rename,
+/// and the renames (entries in their directories) before this returns. In
+/// phases, all files at a time, so that a journaling filesystem commits a
+/// few times per batch rather than once per file: the first sync of a phase
+/// commits the others' metadata with it. Fails on the first object it cannot
+/// write, naming it.
+fn write_objects(
+    root: &Path,
+    objects: &[(PathBuf, Vec<u8>)],
+    durability: Durability,
+) -> Result<(), BackendError> {
+    let failed = |what: &str, path: &Path| {
+        let what = format!("{what} {}", path.display());
+        move |e: std::io::Error| io_error(what, e)
+    };
+    let mut dirs = BTreeSet::new();
+    let mut written = Vec::with_capacity(objects.len());
+    for (path, body) in objects {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (tmp, created) = write_temporary(dir, body).map_err(failed("writing object", path))?;
+        dirs.insert(dir.to_owned());
+        if created {
+            // The new directories' own entries, up to the root.
+            dirs.extend(
+                dir.ancestors()
+                    .skip(1)
+                    .take_while(|a| a.starts_with(root))
+                    .map(Path::to_owned),
+            );
+        }
+        written.push((tmp, path));
+    }
+    if durability == Durability::Disk {
+        for (tmp, path) in &written {
+            tmp.as_file()
+                .sync_all()
+                .map_err(failed("syncing object", path))?;
+        }
+    }
+    for (tmp, path) in written {
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .map_err(failed("writing object", path))?;
+    }
+    if durability == Durability::Disk {
+        for dir in &dirs {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(failed("syncing directory", dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary file in `dir` holding `body`, and whether `dir` had to be made.
+fn write_temporary(dir: &Path, body: &[u8]) -> std::io::Result<(NamedTempFile, bool)> {
     // The partition's directory exists for all but an hour's first object:
     // make it only when the temporary file cannot be made without it (a
     // `create_dir_all` per object was two syscalls per object for nothing).
-    let mut tmp = match tempfile::NamedTempFile::new_in(dir) {
+    let (mut tmp, created) = match NamedTempFile::new_in(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
-            tempfile::NamedTempFile::new_in(dir)?
+            (NamedTempFile::new_in(dir)?, true)
         }
-        made => made?,
+        made => (made?, false),
     };
     tmp.write_all(body)?;
-    // Durable before it becomes visible: a crash leaves the old object or the
-    // new one, never a torn one.
-    if durability == Durability::Disk {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok((tmp, created))
 }
 
 fn io_error(what: String, e: std::io::Error) -> BackendError {
@@ -98,12 +150,11 @@ impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), BackendError> {
         let path = self.path_of(key)?;
         let what = format!("writing object {}", path.display());
-        let durability = self.durability;
+        let (root, durability) = (self.root.clone(), self.durability);
         durability
-            .run_blocking(move || write_atomically(&path, &body, durability))
+            .run_blocking(move || write_objects(&root, &[(path, body)], durability))
             .await
-            .map_err(|e| BackendError::retryable(what.clone(), e))?
-            .map_err(|e| io_error(what, e))
+            .map_err(|e| BackendError::retryable(what, e))?
     }
 
     /// All in one blocking task: a batch's objects cost one hand-over to
@@ -113,15 +164,9 @@ impl ObjectStore for LocalObjectStore {
             .into_iter()
             .map(|(key, body)| Ok((self.path_of(&key)?, body)))
             .collect::<Result<Vec<_>, BackendError>>()?;
-        let durability = self.durability;
+        let (root, durability) = (self.root.clone(), self.durability);
         durability
-            .run_blocking(move || {
-                for (path, body) in &paths {
-                    write_atomically(path, body, durability)
-                        .map_err(|e| io_error(format!("writing object {}", path.display()), e))?;
-                }
-                Ok(())
-            })
+            .run_blocking(move || write_objects(&root, &paths, durability))
             .await
             .map_err(|e| BackendError::retryable("writing objects", e))?
     }
