@@ -118,10 +118,14 @@ pub fn embedded(data_dir: &Path) -> anyhow::Result<(LocalObjectStore, SqliteStat
 /// survives a crash of Weir but not of the machine, for scratch pipelines
 /// (and runs the writes inline instead of on the blocking pool: faster).
 fn durability_from_env() -> anyhow::Result<Durability> {
-    match std::env::var("WEIR_FSYNC").as_deref() {
-        Err(_) | Ok("on" | "true" | "1") => Ok(Durability::Disk),
-        Ok("off" | "false" | "0") => Ok(Durability::Os),
-        Ok(other) => anyhow::bail!("WEIR_FSYNC={other:?}: expected `on` or `off`"),
+    durability(std::env::var("WEIR_FSYNC").ok().as_deref())
+}
+
+fn durability(fsync: Option<&str>) -> anyhow::Result<Durability> {
+    match fsync {
+        None | Some("on" | "true" | "1") => Ok(Durability::Disk),
+        Some("off" | "false" | "0") => Ok(Durability::Os),
+        Some(other) => anyhow::bail!("WEIR_FSYNC={other:?}: expected `on` or `off`"),
     }
 }
 
@@ -138,4 +142,22 @@ pub fn pipeline(
         router: router.into(),
         settings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_is_on_unless_turned_off_and_other_values_are_refused() {
+        assert_eq!(durability(None).unwrap(), Durability::Disk);
+        assert_eq!(durability(Some("on")).unwrap(), Durability::Disk);
+        assert_eq!(durability(Some("off")).unwrap(), Durability::Os);
+        assert_eq!(durability(Some("0")).unwrap(), Durability::Os);
+        let refused = durability(Some("maybe")).unwrap_err().to_string();
+        assert!(
+            refused.contains("WEIR_FSYNC=\"maybe\"") && refused.contains("`off`"),
+            "{refused}"
+        );
+    }
 }
