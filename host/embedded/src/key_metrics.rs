@@ -356,21 +356,18 @@ fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result
     };
     let tx = metrics.transaction()?;
     for batch in rows.chunk_by(|a, b| a.0 == b.0) {
-        let readings: Vec<Box<RawValue>> = batch
-            .iter()
-            .map(|r| RawValue::from_string(r.4.clone()).map_err(invalid))
-            .collect::<rusqlite::Result<_>>()?;
         let pending: Vec<PendingRow<'_>> = batch
             .iter()
-            .zip(&readings)
-            .map(|(r, readings)| PendingRow {
-                partition_key: Cow::Borrowed(&r.1),
-                minute: Cow::Borrowed(&r.2),
-                records: u64::try_from(r.3).unwrap_or(0),
-                readings,
-                ttl: r.5,
+            .map(|r| {
+                Ok(PendingRow {
+                    partition_key: Cow::Borrowed(&r.1),
+                    minute: Cow::Borrowed(&r.2),
+                    records: u64::try_from(r.3).unwrap_or(0),
+                    readings: serde_json::from_str(&r.4).map_err(invalid)?,
+                    ttl: r.5,
+                })
             })
-            .collect();
+            .collect::<rusqlite::Result<_>>()?;
         write_batch(&tx, &batch[0].0, &pending)?;
     }
     tx.commit()?;

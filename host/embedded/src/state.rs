@@ -1,4 +1,6 @@
-//! Weir's state in one SQLite database: dead letters and batch metadata.
+//! Weir's state in one SQLite database (dead letters, batch metadata, the
+//! stream, checkpoints, metric rows waiting to be flushed), and the metrics
+//! table in a second one beside it (see [`key_metrics`]).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -375,14 +377,10 @@ struct SharedFileName<'a> {
 fn object_keys_text(keys: &[String]) -> String {
     let split: Option<Vec<(&str, &str)>> = keys.iter().map(|k| k.rsplit_once('/')).collect();
     match split.as_deref() {
-        Some([(_, file), rest @ ..]) if rest.iter().all(|(_, f)| f == file) => {
+        Some(all @ [(_, file), rest @ ..]) if rest.iter().all(|(_, f)| f == file) => {
             let stored = SharedFileName {
                 file: Cow::Borrowed(file),
-                dirs: split
-                    .iter()
-                    .flatten()
-                    .map(|(dir, _)| Cow::Borrowed(*dir))
-                    .collect(),
+                dirs: all.iter().map(|(dir, _)| Cow::Borrowed(*dir)).collect(),
             };
             serde_json::to_string(&stored).unwrap_or_else(|_| json_list(keys))
         }

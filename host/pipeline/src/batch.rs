@@ -412,15 +412,17 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
     /// object they wrote is deleted again.
     pub(crate) async fn persist(
         &self,
-        mut prepared: Vec<Prepared>,
+        prepared: Vec<Prepared>,
     ) -> Result<Vec<BatchResult>, BackendError> {
         let mut objects = Vec::new();
         let mut dead_letters = Vec::new();
-        let mut metadata = Vec::new();
-        for p in &mut prepared {
-            objects.append(&mut p.objects);
-            dead_letters.append(&mut p.dead_letters);
-            metadata.push((p.metadata.clone(), std::mem::take(&mut p.metrics)));
+        let mut metadata = Vec::with_capacity(prepared.len());
+        let mut done = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            objects.extend(p.objects);
+            dead_letters.extend(p.dead_letters);
+            metadata.push((p.metadata, p.metrics));
+            done.push((p.result, p.enrich_stage));
         }
         let durable = async {
             self.objects.put_all(objects).await?;
@@ -430,20 +432,19 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             self.metadata.record_batches(metadata).await
         };
         if let Err(e) = durable.await {
-            for p in &prepared {
-                self.roll_back(&p.result.batch_id, &p.result.object_keys)
-                    .await;
+            for (result, _) in &done {
+                self.roll_back(&result.batch_id, &result.object_keys).await;
             }
             return Err(e);
         }
-        Ok(prepared
+        Ok(done
             .into_iter()
-            .map(|p| {
-                let counts = &p.result.counts;
-                debug_assert!(counts.is_balanced(p.enrich_stage), "{counts:?}");
+            .map(|(result, enrich_stage)| {
+                let counts = &result.counts;
+                debug_assert!(counts.is_balanced(enrich_stage), "{counts:?}");
                 tracing::info!(
-                    batch_id = p.result.batch_id,
-                    plugin_versions = ?p.result.plugin_versions,
+                    batch_id = result.batch_id,
+                    plugin_versions = ?result.plugin_versions,
                     records = counts.records,
                     accepted = counts.accepted,
                     outputs = counts.outputs,
@@ -452,7 +453,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
                     passed_through = counts.passed_through,
                     "batch done"
                 );
-                p.result
+                result
             })
             .collect())
     }

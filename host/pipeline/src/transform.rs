@@ -4,9 +4,8 @@
 use chrono::{DateTime, Utc};
 use weir_core::backend::{BackendError, DeadLetter, DeadLetterQueue, MetadataStore, ObjectStore};
 use weir_core::partition::{ObjectKey, Stage};
-use weir_core::time;
-
 use weir_core::stream::StreamRecord;
+use weir_core::time;
 
 use crate::batch::{BatchResult, Pipeline, Run, batch_span};
 use crate::raw::read_raw_line;
