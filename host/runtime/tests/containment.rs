@@ -205,6 +205,34 @@ fn drops_are_outcomes_not_faults() {
 }
 
 #[test]
+fn nothing_a_batch_leaves_in_the_instance_reaches_the_next_batch() {
+    let harness = hostile();
+    let earlier_tenants = |tenant: &str| -> Vec<Value> {
+        let report = harness.run_batch(tenant, &[], &[attack("remember"), attack("remember")]);
+        report
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Enrich(fields) => fields.to_map()["earlier_tenant"].clone(),
+                other => panic!("expected an enrichment, got {other:?}"),
+            })
+            .collect()
+    };
+    // Within a batch the plugin's state lives on: the second event sees the first.
+    assert_eq!(earlier_tenants("alice"), [json!(""), json!("alice")]);
+    // A later batch, on a recycled instance slot, starts from the pristine
+    // module, whoever ran before it (many batches, so slots are reused).
+    for round in 0..50 {
+        let tenant = if round % 2 == 0 { "bob" } else { "carol" };
+        assert_eq!(
+            earlier_tenants(tenant),
+            [json!(""), json!(tenant)],
+            "round {round}"
+        );
+    }
+}
+
+#[test]
 fn one_plugins_fault_leaves_another_plugin_running_alongside() {
     let hostile = hostile();
     let transaction = Harness::load(repo_plugin("transaction"));

@@ -2,8 +2,9 @@
 //!
 //! Each event's payload names an `attack`. Batch-wide attacks (loop, memory,
 //! panic, stack overflow, wrong count) take the whole invocation down; per-event
-//! attacks answer for their event only. Events without an attack are enriched
-//! with `{"ok": true}`, so tests can see which records survived.
+//! attacks answer for their event only (`remember` reports the state an earlier
+//! event left). Events without an attack are enriched with `{"ok": true}`, so
+//! tests can see which records survived.
 //!
 //! It implements the raw export on purpose: the SDK cannot produce invalid JSON.
 
@@ -16,6 +17,10 @@ use weir_plugin_sdk::__private::{
 use weir_plugin_sdk::json;
 
 struct Hostile;
+
+/// The tenant of the last `remember` attack. Instance state lives for one
+/// batch: a later batch (perhaps another tenant's) must find this empty.
+static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 fn attack_of(event: &RawEvent) -> String {
     serde_json::from_str::<serde_json::Value>(&event.payload)
@@ -73,6 +78,11 @@ fn one(batch: &RawBatch, event: &RawEvent, attack: &str) -> RawOutcome {
                 );
             }
             json!({ "logged": 10_000 })
+        }
+        "remember" => {
+            let mut remembered = REMEMBERED.lock().unwrap_or_else(|e| e.into_inner());
+            let earlier = std::mem::replace(&mut *remembered, batch.tenant.clone());
+            json!({ "earlier_tenant": earlier })
         }
         "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
         _ => json!({ "ok": true, "sequence": event.sequence_number, "tenant": batch.tenant }),
