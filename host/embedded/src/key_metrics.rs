@@ -18,13 +18,14 @@
 //! a third of the flush's work.)
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use weir_core::metrics::{MinuteMetrics, Reading};
 
@@ -83,7 +84,7 @@ struct PendingRowOut<'a> {
     #[serde(rename = "n")]
     records: u64,
     #[serde(rename = "r")]
-    readings: &'a std::collections::BTreeMap<String, Reading>,
+    readings: StoredReadings<'a>,
     #[serde(rename = "t")]
     ttl: i64,
 }
@@ -103,6 +104,65 @@ struct PendingRow<'a> {
     ttl: i64,
 }
 
+/// A row's readings as they are stored, pending and then in `metric_rows`:
+/// a reading of one record as its value alone (`"temperature":21.5`), others
+/// as `[count, min, max, sum]`. Most rows of a batch are one record's (a
+/// sensor, a user seen once in the batch): a batch's rows take ~40% fewer
+/// bytes than with named fields, which rows written before still have (they
+/// read, see [`StoredReading`]).
+struct StoredReadings<'a>(&'a BTreeMap<String, Reading>);
+
+impl Serialize for StoredReadings<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, r) in self.0 {
+            if r.count == 1 && r.min == r.max && r.min == r.sum {
+                map.serialize_entry(name, &r.min)?;
+            } else {
+                map.serialize_entry(name, &(r.count, r.min, r.max, r.sum))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A stored reading in any of the forms Weir has written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredReading {
+    One(f64),
+    Aggregate(u64, f64, f64, f64),
+    Named(Reading),
+}
+
+impl From<StoredReading> for Reading {
+    fn from(stored: StoredReading) -> Self {
+        match stored {
+            StoredReading::One(value) => Reading {
+                count: 1,
+                min: value,
+                max: value,
+                sum: value,
+            },
+            StoredReading::Aggregate(count, min, max, sum) => Reading {
+                count,
+                min,
+                max,
+                sum,
+            },
+            StoredReading::Named(reading) => reading,
+        }
+    }
+}
+
+/// Reads a row's stored readings (an unreadable text reads as none, as it
+/// always has: a row's count stands without them).
+fn readings_of(text: &str) -> BTreeMap<String, Reading> {
+    serde_json::from_str::<BTreeMap<String, StoredReading>>(text)
+        .map(|stored| stored.into_iter().map(|(k, v)| (k, v.into())).collect())
+        .unwrap_or_default()
+}
+
 /// A batch's rows as they wait, made before the batch takes the state's
 /// lock; `None` when it has none.
 pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<String> {
@@ -116,7 +176,7 @@ pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<String> {
             partition_key: &r.partition_key,
             minute: &r.minute,
             records: r.records,
-            readings: &r.readings,
+            readings: StoredReadings(&r.readings),
             ttl: r.ttl,
         })
         .collect();
@@ -251,7 +311,7 @@ impl MetricsDb {
                 minute: row.get(1)?,
                 batch_id: String::new(),
                 records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                readings: serde_json::from_str(&readings).unwrap_or_default(),
+                readings: readings_of(&readings),
                 ttl: row.get(4)?,
             })
         })?;
@@ -374,4 +434,38 @@ fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result
     state.execute_batch("DROP TABLE key_metrics")?;
     tracing::info!(rows = rows.len(), "moved the metrics table to schema 2");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(count: u64, min: f64, max: f64, sum: f64) -> Reading {
+        Reading {
+            count,
+            min,
+            max,
+            sum,
+        }
+    }
+
+    #[test]
+    fn readings_are_stored_compactly_and_every_stored_form_reads_back() {
+        let readings = BTreeMap::from([
+            ("temperature".to_owned(), reading(1, -3.25, -3.25, -3.25)),
+            ("humidity".to_owned(), reading(3, 40.0, 60.5, 150.5)),
+        ]);
+        let text = serde_json::to_string(&StoredReadings(&readings)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"humidity":[3,40.0,60.5,150.5],"temperature":-3.25}"#
+        );
+        assert_eq!(readings_of(&text), readings);
+
+        // Rows written before this form, with named fields, read as they were.
+        let named = r#"{"amount":{"count":2,"min":1.5,"max":2.0,"sum":3.5}}"#;
+        assert_eq!(readings_of(named)["amount"], reading(2, 1.5, 2.0, 3.5));
+        // Unreadable readings read as none (the row's count stands).
+        assert!(readings_of("not json").is_empty());
+    }
 }
