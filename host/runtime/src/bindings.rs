@@ -16,6 +16,8 @@ pub(crate) use v0_1::weir::plugin::types::{
 };
 
 use wasmtime::component::{ComponentType, Lower};
+
+use crate::event_list::EventList;
 use weir_core::{PluginEvent, RejectionKind};
 
 /// The contract's `event` record, borrowed from the host's event: lowered into
@@ -37,6 +39,19 @@ pub(crate) struct EventRef<'a> {
     event_time: &'a str,
 }
 
+impl<'a> EventRef<'a> {
+    /// The fields in the record's order.
+    pub(crate) fn fields(&self) -> [&'a str; 5] {
+        [
+            self.payload,
+            self.partition_key,
+            self.sequence_number,
+            self.arrival_time,
+            self.event_time,
+        ]
+    }
+}
+
 impl<'a> From<&'a PluginEvent<'_>> for EventRef<'a> {
     fn from(e: &'a PluginEvent<'_>) -> Self {
         EventRef {
@@ -51,7 +66,7 @@ impl<'a> From<&'a PluginEvent<'_>> for EventRef<'a> {
 
 /// `enricher.process`, called with borrowed events.
 pub(crate) type ProcessFunc<'a> = wasmtime::component::TypedFunc<
-    (&'a WitBatch, &'a [EventRef<'a>]),
+    (&'a WitBatch, EventList<'a>),
     (Result<Vec<WitOutcome>, String>,),
 >;
 

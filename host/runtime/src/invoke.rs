@@ -10,6 +10,7 @@ use weir_core::{JsonObject, Outcome, PluginEvent, Rejection, RejectionKind};
 use crate::bindings::{
     EnricherPluginPre, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo,
 };
+use crate::event_list::EventList;
 use crate::sandbox::{LogSink, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
@@ -203,7 +204,7 @@ impl Plugin {
                         instance
                             .get_typed_func(&mut store, &self.inner.process_export)
                             .and_then(|process: ProcessFunc<'_>| {
-                                process.call(&mut store, (&batch, &refs))
+                                process.call(&mut store, (&batch, EventList(&refs)))
                             })
                             .map(|(result,)| result)
                     }

@@ -20,6 +20,7 @@ mod cache;
 mod contract;
 mod engine;
 mod error;
+mod event_list;
 mod invoke;
 mod limits;
 mod plugin;

@@ -1,6 +1,8 @@
 //! Loading: what the host accepts, what it refuses and why, the compilation
-//! cache, the circuit breaker and routing. Real compiled components throughout.
+//! cache, the circuit breaker and routing; and events reaching a plugin
+//! intact. Real compiled components throughout.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde_json::json;
@@ -231,4 +233,57 @@ fn a_mixed_call_reaches_the_plugin_as_homogeneous_batches_in_order() {
         ["a", "a", "b", "a"],
         "each run saw its own tenant, in order"
     );
+}
+
+#[test]
+fn every_field_of_every_event_reaches_the_plugin_intact() {
+    let hostile = Runtime::new(RuntimeSettings::default())
+        .expect("runtime")
+        .load_file(repo_plugin("hostile"))
+        .expect("hostile plugin");
+    let sent: Vec<PluginEvent<'static>> = (0..60)
+        .map(|i| {
+            let payload = match i {
+                // Beyond the SDK's arena and the memory the host keeps resident.
+                7 => json!({"attack": "echo", "blob": "ü".repeat(200_000)}),
+                _ => json!({"attack": "echo", "n": i, "label": "température ✓"}),
+            };
+            PluginEvent {
+                payload: Cow::Owned(payload.to_string()),
+                event_type: Cow::Borrowed("hostile"),
+                tenant: Cow::Borrowed("t"),
+                partition_key: Cow::Owned(match i {
+                    3 => String::new(),
+                    _ => format!("capteur-{i}-温度"),
+                }),
+                sequence_number: Cow::Owned(format!("4959033827149025660855969253836157{i:022}")),
+                arrival_time: Cow::Owned(format!("2024-01-15T10:30:{:02}.125Z", i % 60)),
+                event_time: Cow::Owned(format!("2024-01-15T10:{:02}:00Z", i % 60)),
+                processing_time: Cow::Borrowed("2024-01-15T10:31:00Z"),
+            }
+        })
+        .collect();
+    let report = hostile.process(&[], &sent, &Limits::default());
+    assert_eq!(report.fault, None);
+    assert_eq!(report.outcomes.len(), sent.len());
+    for (event, outcome) in sent.iter().zip(&report.outcomes) {
+        let Outcome::Enrich(fields) = outcome else {
+            panic!("expected the echo, got {outcome:?}");
+        };
+        let got = fields.to_map();
+        for (name, value) in [
+            ("payload", &event.payload),
+            ("partition_key", &event.partition_key),
+            ("sequence_number", &event.sequence_number),
+            ("arrival_time", &event.arrival_time),
+            ("event_time", &event.event_time),
+        ] {
+            assert_eq!(
+                got[name],
+                value.as_ref(),
+                "{name} of event {}",
+                event.sequence_number
+            );
+        }
+    }
 }

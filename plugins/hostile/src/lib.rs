@@ -3,7 +3,7 @@
 //! Each event's payload names an `attack`. Batch-wide attacks (loop, memory,
 //! panic, stack overflow, wrong count) take the whole invocation down; per-event
 //! attacks answer for their event only (`remember` reports the state an earlier
-//! event left). Events without an attack are enriched with `{"ok": true}`, so
+//! event left, `echo` returns the event's fields as the plugin received them). Events without an attack are enriched with `{"ok": true}`, so
 //! tests can see which records survived.
 //!
 //! It implements the raw export on purpose: the SDK cannot produce invalid JSON.
@@ -84,6 +84,13 @@ fn one(batch: &RawBatch, event: &RawEvent, attack: &str) -> RawOutcome {
             let earlier = std::mem::replace(&mut *remembered, batch.tenant.clone());
             json!({ "earlier_tenant": earlier })
         }
+        "echo" => json!({
+            "payload": event.payload,
+            "partition_key": event.partition_key,
+            "sequence_number": event.sequence_number,
+            "arrival_time": event.arrival_time,
+            "event_time": event.event_time,
+        }),
         "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
         _ => json!({ "ok": true, "sequence": event.sequence_number, "tenant": batch.tenant }),
     };
