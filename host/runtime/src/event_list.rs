@@ -86,11 +86,11 @@ fn utf8<T>(cx: &LowerContext<'_, T>) -> bool {
 
 /// Bytes of one `event` in the list: five strings of a pointer and a length.
 const EVENT_BYTES: usize = 5 * 8;
+const _: () = assert!(<EventRef<'static> as ComponentType>::SIZE32 == EVENT_BYTES);
 
 impl EventList<'_> {
     /// Copies the events into guest memory; returns the list's pointer and length.
     fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
-        debug_assert_eq!(EventRef::SIZE32, EVENT_BYTES);
         let bytes = self
             .0
             .len()
