@@ -107,9 +107,10 @@ struct PendingRow<'a> {
 /// A row's readings as they are stored, pending and then in `metric_rows`:
 /// a reading of one record as its value alone (`"temperature":21.5`), others
 /// as `[count, min, max, sum]`. Most rows of a batch are one record's (a
-/// sensor, a user seen once in the batch): a batch's rows take ~40% fewer
-/// bytes than with named fields, which rows written before still have (they
-/// read, see [`StoredReading`]).
+/// sensor, a user seen once in the batch): a batch's rows take ~30% fewer
+/// bytes than with named fields (12.9 → 8.9 KB for the bench's batches of
+/// 100), which rows written before still have (they read, see
+/// [`StoredReading`]).
 struct StoredReadings<'a>(&'a BTreeMap<String, Reading>);
 
 impl Serialize for StoredReadings<'_> {
