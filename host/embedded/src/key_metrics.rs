@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -28,6 +28,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use weir_core::metrics::{MinuteMetrics, Reading};
+
+use crate::lock;
 
 /// The metrics database's tables.
 const METRICS_SCHEMA: &str = "
@@ -197,12 +199,6 @@ pub(crate) fn pending(c: &Connection) -> rusqlite::Result<usize> {
         row.get::<_, i64>(0)
     })
     .map(|n| usize::try_from(n).unwrap_or(0))
-}
-
-fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    connection
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The metrics table's own database beside the state's (`weir.db` →

@@ -53,6 +53,15 @@ impl Durability {
     }
 }
 
+/// A database connection's lock. A panic while it was held leaves nothing
+/// half-done that SQLite itself does not roll back, so a poisoned lock is
+/// taken as it is.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub use objects::LocalObjectStore;
 pub use registry::{EmbeddedRegistry, sha256_hex};
 pub use state::SqliteState;

@@ -83,13 +83,18 @@ fn write_objects(
         let what = format!("{what} {}", path.display());
         move |e: std::io::Error| io_error(what, e)
     };
+    let sync = durability == Durability::Disk;
+    // The directories whose entries change, when they are to be synced.
     let mut dirs = BTreeSet::new();
     let mut written = Vec::with_capacity(objects.len());
     for (path, body) in objects {
         let dir = path.parent().unwrap_or(Path::new("."));
         let (tmp, created) = write_temporary(dir, body).map_err(failed("writing object", path))?;
-        dirs.insert(dir.to_owned());
-        if created {
+        written.push((tmp, path));
+        if sync {
+            dirs.insert(dir.to_owned());
+        }
+        if sync && created {
             // The new directories' own entries, up to the root.
             dirs.extend(
                 dir.ancestors()
@@ -98,9 +103,8 @@ fn write_objects(
                     .map(Path::to_owned),
             );
         }
-        written.push((tmp, path));
     }
-    if durability == Durability::Disk {
+    if sync {
         for (tmp, path) in &written {
             tmp.as_file()
                 .sync_all()
@@ -112,12 +116,10 @@ fn write_objects(
             .map_err(|e| e.error)
             .map_err(failed("writing object", path))?;
     }
-    if durability == Durability::Disk {
-        for dir in &dirs {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(failed("syncing directory", dir))?;
-        }
+    for dir in &dirs {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(failed("syncing directory", dir))?;
     }
     Ok(())
 }

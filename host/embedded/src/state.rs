@@ -14,8 +14,8 @@ use weir_core::backend::{
 };
 use weir_core::metrics::{MinuteMetrics, merge_minutes};
 
-use crate::Durability;
 use crate::key_metrics::{self, MetricsDb};
+use crate::{Durability, lock};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dead_letters (
@@ -174,12 +174,7 @@ impl SqliteState {
         let connection = self.connection.clone();
         let path = self.path.clone();
         self.durability
-            .run_blocking(move || {
-                let mut connection = connection
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                f(&mut connection).map_err(|e| db_error(what, &path, e))
-            })
+            .run_blocking(move || f(&mut lock(&connection)).map_err(|e| db_error(what, &path, e)))
             .await
             .map_err(|e| BackendError::retryable(what, e))?
     }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use weir_core::backend::{DeadLetterFilter, MetadataStore, ObjectStore};
 use weir_core::stream::{SequenceNumber, StreamRecord};
 use weir_embedded::{LocalObjectStore, SqliteState};
-use weir_pipeline::{Mode, Pipeline, PipelineSettings};
+use weir_pipeline::{BatchResult, Mode, Pipeline, PipelineSettings};
 use weir_runtime::router::Router;
 
 const SHARD: &str = "shardId-000000000000";
@@ -35,7 +35,6 @@ fn router() -> Router {
     ])
 }
 
-/// A batch with good records of bound and unbound types and the hostile corpus.
 type LocalPipeline = Pipeline<LocalObjectStore, SqliteState, SqliteState>;
 
 /// A two-stage pipeline with its state under `dir`.
@@ -54,6 +53,19 @@ fn two_stage(dir: &std::path::Path) -> (SqliteState, LocalPipeline) {
     (state, pipeline)
 }
 
+/// A two-stage pipeline under `dir` that has run [`batch`]'s raw stage.
+async fn two_stage_after_a_batch(
+    dir: &std::path::Path,
+) -> (SqliteState, LocalPipeline, BatchResult) {
+    let (state, pipeline) = two_stage(dir);
+    let raw = pipeline
+        .process_batch(SHARD, &batch(), now())
+        .await
+        .unwrap();
+    (state, pipeline, raw)
+}
+
+/// A batch with good records of bound and unbound types and the hostile corpus.
 fn batch() -> Vec<StreamRecord> {
     let items: Vec<&[u8]> = vec![
         br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":1500,"tenant_id":"acme"}"#,
@@ -254,11 +266,7 @@ async fn two_stage_mode_gives_the_output_of_single_stage_mode() {
     let expected = single.process_batch(SHARD, &batch(), now()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let (state, pipeline) = two_stage(dir.path());
-    let raw = pipeline
-        .process_batch(SHARD, &batch(), now())
-        .await
-        .unwrap();
+    let (state, pipeline, raw) = two_stage_after_a_batch(dir.path()).await;
     assert!(raw.counts.is_balanced(false));
     assert!(
         pipeline
@@ -457,11 +465,7 @@ async fn the_raw_stage_records_per_minute_metrics_once_per_batch() {
 #[tokio::test]
 async fn raw_objects_transformed_together_each_get_their_result_and_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, pipeline) = two_stage(dir.path());
-    let raw = pipeline
-        .process_batch(SHARD, &batch(), now())
-        .await
-        .unwrap();
+    let (state, pipeline, raw) = two_stage_after_a_batch(dir.path()).await;
     let mut keys: Vec<String> = raw.raw_keys().map(str::to_owned).collect();
     assert!(keys.len() >= 2, "{keys:?}");
     let missing = keys[0].replace(".jsonl", "-gone.jsonl");
