@@ -290,6 +290,21 @@ impl SqliteState {
         .await
     }
 
+    /// Moves every metric row waiting in `weir.db` into the metrics table
+    /// now, after any background flush under way; returns how many batches'
+    /// rows moved. (Rows move in the background every
+    /// `key_metrics::FLUSH_AFTER` batches and before a read; the pipeline
+    /// bench calls this so every batch's work is inside its measurement.)
+    pub async fn flush_metrics(&self) -> Result<usize, BackendError> {
+        let pending = self.pending_metrics.clone();
+        self.with_metrics("moving pending metric rows", move |metrics, state| {
+            let moved = metrics.flush(state)?;
+            count_flushed(&pending, moved);
+            Ok(moved)
+        })
+        .await
+    }
+
     /// Deletes batch metadata and metrics rows whose TTL has passed
     /// (DynamoDB does this by itself; locally it is done on demand). Returns
     /// how many went.

@@ -235,7 +235,8 @@ fn key_minute(batch_id: &str, key: &str, minute: &str, records: u64) -> MinuteMe
 
 /// Metric rows wait in bulk before they reach the table readers use: across
 /// several flushes, a retry of a batch already moved and of one still
-/// waiting, and a reopen with rows still waiting, every record counts once.
+/// waiting, a reopen with rows still waiting and a flush on demand, every
+/// record counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_rows_count_once_across_flushes_retries_and_a_reopen() {
     for durability in [Durability::Disk, Durability::Os] {
@@ -295,6 +296,15 @@ async fn metric_rows_count_once(durability: Durability) {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(sensor1, 620);
+
+    // Rows waiting move on demand, each batch's once.
+    for i in 310..315 {
+        record(reopened.clone(), i).await;
+    }
+    assert_eq!(reopened.flush_metrics().await.unwrap(), 5);
+    assert_eq!(reopened.flush_metrics().await.unwrap(), 0);
+    let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
+    assert_eq!(sensor2, vec![(minutes[0].to_owned(), 315)]);
 }
 
 /// A database of an earlier Weir kept its metric rows in `weir.db`, the batch

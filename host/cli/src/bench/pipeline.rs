@@ -327,6 +327,9 @@ fn worker(cache_dir: Option<PathBuf>, args: &Args, config: Config) -> anyhow::Re
         while let Some(joined) = tasks.join_next().await {
             latencies.extend(joined??);
         }
+        // The batches' metric rows move into the metrics table in the
+        // background; the last of them are part of the work measured.
+        pipeline.metadata.flush_metrics().await?;
         anyhow::Ok(latencies)
     })?;
     let seconds = started.elapsed().as_secs_f64();
