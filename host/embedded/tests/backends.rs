@@ -384,3 +384,47 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
     assert!(!tables.contains(&"key_metrics".to_owned()), "{tables:?}");
     assert!(dir.path().join("weir-metrics.db").exists());
 }
+
+/// The thread that moves metric rows runs below the batches' CPU priority
+/// (nice 10), so on a busy core a flush does not hold up the batch in flight.
+#[cfg(target_os = "linux")]
+#[test]
+fn metric_rows_move_at_a_lower_cpu_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let _state = SqliteState::open_with(dir.path().join("weir.db"), Durability::Os).unwrap();
+    // The thread lowers its priority as it starts.
+    let mut nices = Vec::new();
+    for _ in 0..200 {
+        nices = metrics_thread_nices();
+        if !nices.is_empty() && nices.iter().all(|&n| n == 10) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!nices.is_empty(), "no metrics thread found");
+    assert!(nices.iter().all(|&n| n == 10), "nice values: {nices:?}");
+}
+
+/// The nice value of each `weir-metrics` thread of this process.
+#[cfg(target_os = "linux")]
+fn metrics_thread_nices() -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim() != "weir-metrics" {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+            continue;
+        };
+        // Fields after the command's closing parenthesis start at the third;
+        // the nice value is the nineteenth (proc_pid_stat(5)).
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = after_comm.split_whitespace().nth(19 - 3).unwrap();
+        nices.push(nice.parse().unwrap());
+    }
+    nices
+}
