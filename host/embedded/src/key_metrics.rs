@@ -34,7 +34,10 @@ use crate::lock;
 /// The metrics database's tables.
 const METRICS_SCHEMA: &str = "
     -- Rows per partition key, minute and batch, in the order batches were
-    -- flushed, found by partition key through a small index.
+    -- flushed, found by partition key through an index of the key alone.
+    -- A flush inserts into it all over; with the minute in it as well (as
+    -- earlier versions had it, dropped below where found) the pipeline did
+    -- 4-5% fewer records/s (4 alternating runs, one core and two).
     CREATE TABLE IF NOT EXISTS metric_rows (
         id INTEGER PRIMARY KEY,
         partition_key TEXT NOT NULL,
@@ -43,7 +46,8 @@ const METRICS_SCHEMA: &str = "
         readings TEXT NOT NULL,
         ttl INTEGER NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS metric_rows_by_key ON metric_rows (partition_key, minute);
+    CREATE INDEX IF NOT EXISTS metric_rows_by_partition_key ON metric_rows (partition_key);
+    DROP INDEX IF EXISTS metric_rows_by_key;
 
     -- Which rows each flushed batch wrote; expires with them.
     CREATE TABLE IF NOT EXISTS metric_batches (

@@ -428,3 +428,52 @@ fn metrics_thread_nices() -> Vec<i64> {
     }
     nices
 }
+
+/// A metrics database of an earlier version indexes rows by key and minute:
+/// that index gives way to the key-only one, and its rows still read.
+#[tokio::test]
+async fn an_earlier_metrics_index_is_replaced_and_its_rows_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.db");
+    {
+        let old = rusqlite::Connection::open(dir.path().join("weir-metrics.db")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE metric_rows (
+                 id INTEGER PRIMARY KEY, partition_key TEXT NOT NULL, minute TEXT NOT NULL,
+                 records INTEGER NOT NULL, readings TEXT NOT NULL, ttl INTEGER NOT NULL);
+             CREATE INDEX metric_rows_by_key ON metric_rows (partition_key, minute);
+             CREATE TABLE metric_batches (
+                 batch_id TEXT PRIMARY KEY, first_row INTEGER NOT NULL,
+                 last_row INTEGER NOT NULL, ttl INTEGER NOT NULL);
+             INSERT INTO metric_rows (partition_key, minute, records, readings, ttl) VALUES
+                 ('sensor-1', '2024-01-15T10:30:00Z', 2, '{\"temperature\":21.5}', 9000000000),
+                 ('sensor-1', '2024-01-15T10:31:00Z', 3, '{}', 9000000000);
+             INSERT INTO metric_batches VALUES ('b1', 1, 2, 9000000000);",
+        )
+        .unwrap();
+    }
+    let state = SqliteState::open(&path).unwrap();
+    let minutes: Vec<(String, u64)> = state
+        .minute_metrics("sensor-1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.minute, m.records))
+        .collect();
+    assert_eq!(
+        minutes,
+        vec![
+            ("2024-01-15T10:31:00Z".to_owned(), 3),
+            ("2024-01-15T10:30:00Z".to_owned(), 2)
+        ]
+    );
+    let indexes: Vec<String> = rusqlite::Connection::open(dir.path().join("weir-metrics.db"))
+        .unwrap()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'metric_rows'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, vec!["metric_rows_by_partition_key".to_owned()]);
+}
