@@ -7,8 +7,8 @@
 //! durable with its metadata, so a crash loses none), and
 //! [`MetricsDb::flush`] moves them into `metric_rows` (in `weir-metrics.db`,
 //! under that database's own write lock) many batches at a time, writing each
-//! page once for all of them: every [`FLUSH_AFTER`] batches (on the blocking
-//! pool, not in the way of the batch that filled the quota) and before
+//! page once for all of them: every [`FLUSH_AFTER`] batches (on a thread of
+//! its own at a lower CPU priority, not in the way of the batches) and before
 //! anything reads the table.
 //!
 //! A retried batch replaces its rows instead of counting twice. Each batch's
@@ -301,16 +301,13 @@ impl MetricsDb {
             write_batch(&tx, batch_id, &rows)?;
         }
         tx.commit()?;
-        loop {
-            let deleted = lock(state)
-                .prepare_cached(
-                    "DELETE FROM pending_key_metrics WHERE id IN (
-                         SELECT id FROM pending_key_metrics WHERE id <= ?1 ORDER BY id LIMIT ?2)",
-                )?
-                .execute(params![last, FLUSH_CHUNK])?;
-            if deleted < FLUSH_CHUNK as usize {
-                break;
-            }
+        // By the ids read, not "up to `last`": once the table is empty SQLite
+        // may give a new batch's row an id at or below `last`.
+        for chunk in pending.chunks(FLUSH_CHUNK as usize) {
+            let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
+            lock(state)
+                .prepare_cached("DELETE FROM pending_key_metrics WHERE id BETWEEN ?1 AND ?2")?
+                .execute(params![first, last])?;
         }
         Ok(pending.len())
     }
