@@ -295,9 +295,7 @@ impl SqliteState {
     pub async fn flush_metrics(&self) -> Result<usize, BackendError> {
         let pending = self.pending_metrics.clone();
         self.with_metrics("moving pending metric rows", move |metrics, state| {
-            let moved = metrics.flush(state)?;
-            count_flushed(&pending, moved);
-            Ok(moved)
+            move_pending(metrics, state, &pending)
         })
         .await
     }
@@ -317,7 +315,7 @@ impl SqliteState {
         let pending = self.pending_metrics.clone();
         let metrics = self
             .with_metrics("purging expired metrics", move |metrics, state| {
-                count_flushed(&pending, metrics.flush(state)?);
+                move_pending(metrics, state, &pending)?;
                 metrics.purge(now_unix)
             })
             .await?;
@@ -383,25 +381,30 @@ fn spawn_flusher(
             while requests.recv().is_ok() {
                 // The batches are recorded either way; rows that fail to move
                 // wait for the next flush or read.
-                match metrics.flush(&state) {
-                    Ok(moved) => count_flushed(&pending, moved),
-                    Err(e) => tracing::warn!(
+                if let Err(e) = move_pending(&metrics, &state, &pending) {
+                    tracing::warn!(
                         database = %metrics.path().display(),
                         error = %e,
                         "moving pending metric rows failed; tried again after the next batches"
-                    ),
+                    );
                 }
             }
         })?;
     Ok(wake)
 }
 
-/// Takes flushed rows off the count of pending ones (batches may have been
-/// appended meanwhile).
-fn count_flushed(pending: &AtomicUsize, moved: usize) {
+/// Moves the pending metric rows and takes them off the count of pending
+/// batches (batches may have been appended meanwhile); returns how many moved.
+fn move_pending(
+    metrics: &MetricsDb,
+    state: &Mutex<Connection>,
+    pending: &AtomicUsize,
+) -> rusqlite::Result<usize> {
+    let moved = metrics.flush(state)?;
     let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
         Some(n.saturating_sub(moved))
     });
+    Ok(moved)
 }
 
 fn json_list(values: &[String]) -> String {
@@ -583,7 +586,7 @@ impl MetadataStore for SqliteState {
         let pending = self.pending_metrics.clone();
         let rows = self
             .with_metrics("reading metrics", move |metrics, state| {
-                count_flushed(&pending, metrics.flush(state)?);
+                move_pending(metrics, state, &pending)?;
                 metrics.read(&partition_key, limit)
             })
             .await?;

@@ -233,6 +233,17 @@ fn key_minute(batch_id: &str, key: &str, minute: &str, records: u64) -> MinuteMe
     }
 }
 
+/// A partition key's newest ten minutes and their record counts, newest first.
+async fn records_per_minute(state: &SqliteState, partition_key: &str) -> Vec<(String, u64)> {
+    state
+        .minute_metrics(partition_key, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.minute, m.records))
+        .collect()
+}
+
 /// Metric rows wait in bulk before they reach the table readers use: across
 /// several flushes, a retry of a batch already moved and of one still
 /// waiting, a reopen with rows still waiting and a flush on demand, every
@@ -270,18 +281,12 @@ async fn metric_rows_count_once(durability: Durability) {
     record(state.clone(), 0).await;
     record(state.clone(), 299).await;
 
-    let totals = |minutes: Vec<MinuteMetrics>| -> Vec<(String, u64)> {
-        minutes.into_iter().map(|m| (m.minute, m.records)).collect()
-    };
     let expected = vec![
         (minutes[2].to_owned(), 200),
         (minutes[1].to_owned(), 200),
         (minutes[0].to_owned(), 200),
     ];
-    assert_eq!(
-        totals(state.minute_metrics("sensor-1", 10).await.unwrap()),
-        expected
-    );
+    assert_eq!(records_per_minute(&state, "sensor-1").await, expected);
 
     // Rows recorded after that read wait again; a reopened database still has them.
     for i in 300..310 {
@@ -289,9 +294,10 @@ async fn metric_rows_count_once(durability: Durability) {
     }
     drop(state);
     let reopened = SqliteState::open_with(&path, durability).unwrap();
-    let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
+    let sensor2 = records_per_minute(&reopened, "sensor-2").await;
     assert_eq!(sensor2, vec![(minutes[0].to_owned(), 310)]);
-    let sensor1: u64 = totals(reopened.minute_metrics("sensor-1", 10).await.unwrap())
+    let sensor1: u64 = records_per_minute(&reopened, "sensor-1")
+        .await
         .iter()
         .map(|(_, n)| n)
         .sum();
@@ -303,7 +309,7 @@ async fn metric_rows_count_once(durability: Durability) {
     }
     assert_eq!(reopened.flush_metrics().await.unwrap(), 5);
     assert_eq!(reopened.flush_metrics().await.unwrap(), 0);
-    let sensor2 = totals(reopened.minute_metrics("sensor-2", 10).await.unwrap());
+    let sensor2 = records_per_minute(&reopened, "sensor-2").await;
     assert_eq!(sensor2, vec![(minutes[0].to_owned(), 315)]);
 }
 
@@ -360,15 +366,8 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
         )
         .await
         .unwrap();
-    let summary: Vec<(String, u64)> = state
-        .minute_metrics("sensor-1", 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.minute, m.records))
-        .collect();
     assert_eq!(
-        summary,
+        records_per_minute(&state, "sensor-1").await,
         [(ten_thirty_one.to_owned(), 2), (ten_thirty.to_owned(), 7)]
     );
 
@@ -453,15 +452,8 @@ async fn an_earlier_metrics_index_is_replaced_and_its_rows_still_read() {
         .unwrap();
     }
     let state = SqliteState::open(&path).unwrap();
-    let minutes: Vec<(String, u64)> = state
-        .minute_metrics("sensor-1", 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.minute, m.records))
-        .collect();
     assert_eq!(
-        minutes,
+        records_per_minute(&state, "sensor-1").await,
         vec![
             ("2024-01-15T10:31:00Z".to_owned(), 3),
             ("2024-01-15T10:30:00Z".to_owned(), 2)
