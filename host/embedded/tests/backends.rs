@@ -372,14 +372,7 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
     );
 
     drop(state);
-    let tables: Vec<String> = rusqlite::Connection::open(&path)
-        .unwrap()
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let tables = schema_names(&path, "table", "%");
     assert!(!tables.contains(&"key_metrics".to_owned()), "{tables:?}");
     assert!(dir.path().join("weir-metrics.db").exists());
 }
@@ -459,13 +452,21 @@ async fn an_earlier_metrics_index_is_replaced_and_its_rows_still_read() {
             ("2024-01-15T10:30:00Z".to_owned(), 2)
         ]
     );
-    let indexes: Vec<String> = rusqlite::Connection::open(dir.path().join("weir-metrics.db"))
+    let indexes = schema_names(&dir.path().join("weir-metrics.db"), "index", "metric_rows");
+    assert_eq!(indexes, vec!["metric_rows_by_partition_key".to_owned()]);
+}
+
+/// The names of a database's tables or indexes (`kind`) on the tables
+/// matching `table` (a `LIKE` pattern), in order.
+fn schema_names(database: &std::path::Path, kind: &str, table: &str) -> Vec<String> {
+    rusqlite::Connection::open(database)
         .unwrap()
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'metric_rows'")
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = ?1 AND tbl_name LIKE ?2 ORDER BY name",
+        )
         .unwrap()
-        .query_map([], |row| row.get(0))
+        .query_map([kind, table], |row| row.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(indexes, vec!["metric_rows_by_partition_key".to_owned()]);
+        .unwrap()
 }
