@@ -17,7 +17,7 @@ pub struct PluginVersion {
     /// Hex SHA-256 of the component: its identity.
     pub sha256: String,
     pub size: u64,
-    /// The contract it was built against (`weir:plugin@0.1.0`).
+    /// The contract it was built against (`0.2.0`, the version of `weir:plugin`).
     pub contract: String,
     pub event_types: Vec<String>,
     pub uploader: String,

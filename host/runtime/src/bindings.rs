@@ -1,6 +1,12 @@
 //! The generated host bindings of the plugin contract, and their conversion to
 //! `weir-core` types at the edge. Nothing generated leaves this module's parent.
 
+//!
+//! The host calls every contract version through the types generated for the
+//! oldest: wasmtime checks a function's types by their shape (fields, cases,
+//! names), and the versions share every type but the events'. The newer
+//! versions' bindings are for their imports (`log`) and their events' type.
+
 pub(crate) mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../../wit/weir-plugin-0.1.0",
@@ -8,16 +14,21 @@ pub(crate) mod v0_1 {
     });
 }
 
-pub(crate) use v0_1::EnricherPluginPre;
+pub(crate) mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/weir-plugin-0.2.0",
+        world: "enricher-plugin",
+    });
+}
+
 pub(crate) use v0_1::weir::plugin::log::Level as LogLevel;
 pub(crate) use v0_1::weir::plugin::types::{
     Batch as WitBatch, Outcome as WitOutcome, PluginInfo as WitPluginInfo,
     RejectionKind as WitRejectionKind,
 };
 
-use wasmtime::component::{ComponentType, Lower};
+use wasmtime::component::{ComponentType, Lower, TypedFunc};
 
-use crate::event_list::EventList;
 use weir_core::{PluginEvent, RejectionKind};
 
 /// The contract's `event` record, borrowed from the host's event: lowered into
@@ -64,15 +75,13 @@ impl<'a> From<&'a PluginEvent<'_>> for EventRef<'a> {
     }
 }
 
-/// `enricher.process`, called with borrowed events.
-pub(crate) type ProcessFunc<'a> = wasmtime::component::TypedFunc<
-    (&'a WitBatch, EventList<'a>),
-    (Result<Vec<WitOutcome>, String>,),
->;
+/// `enricher.process`, called with borrowed events lowered as `Events`
+/// (the contract version's own form).
+pub(crate) type ProcessFunc<'a, Events> =
+    TypedFunc<(&'a WitBatch, Events), (Result<Vec<WitOutcome>, String>,)>;
 
-/// The export path of `process` in the contract this host calls.
-pub(crate) const ENRICHER_EXPORT: &str = "weir:plugin/enricher@0.1.0";
-pub(crate) const PROCESS_EXPORT: &str = "process";
+/// `enricher.describe`.
+pub(crate) type DescribeFunc = TypedFunc<(), (WitPluginInfo,)>;
 
 impl WitBatch {
     /// The batch record of events that share `first`'s tenant, event type and

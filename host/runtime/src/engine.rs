@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::v0_1::EnricherPlugin;
+use crate::bindings;
 use crate::breaker::BreakerSettings;
 use crate::cache::ArtifactCache;
 use crate::sandbox::Sandbox;
@@ -125,8 +125,17 @@ impl Runtime {
         // wasm32-wasip2 guests import WASI even when they do no I/O. Each store
         // gets an empty WASI context: no files, no env, no network, a frozen clock.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Wasmtime)?;
-        EnricherPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
-            .map_err(LoadError::Wasmtime)?;
+        // Every contract version's imports: a plugin links against its own.
+        bindings::v0_1::EnricherPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(LoadError::Wasmtime)?;
+        bindings::v0_2::EnricherPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(LoadError::Wasmtime)?;
 
         let cache = match &settings.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
@@ -154,8 +163,8 @@ impl Runtime {
     pub fn load(&self, component: &[u8]) -> Result<Plugin, LoadError> {
         let sha256 = hex_sha256(component);
         let compiled = self.compile(component, &sha256)?;
-        contract::check(&self.inner.engine, &compiled)?;
-        Plugin::prepare(self.clone(), compiled, sha256, component.len())
+        let contract = contract::check(&self.inner.engine, &compiled)?;
+        Plugin::prepare(self.clone(), compiled, contract, sha256, component.len())
     }
 
     /// Loads a plugin from a `.wasm` file.

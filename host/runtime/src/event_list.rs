@@ -1,13 +1,19 @@
 //! Lowering a batch's events into the guest: the canonical ABI's work, done
 //! with fewer trips through wasmtime's memory accessors.
 //!
-//! wasmtime's generic lowering of `list<event>` looks up the instance's memory
-//! three times per string (copy, pointer, length) besides the guest's
-//! `realloc`: fifteen lookups per event, ~4% of a sandboxed batch. This
-//! lowering allocates an event's five strings, then copies them and writes
-//! their pointers in one view of memory. Its type is checked as the generic
-//! one's (`EventRef`'s, field by field), and a guest that wants strings in
-//! another encoding than UTF-8 gets the generic lowering.
+//! Contract 0.2.0 ([`EventBlock`]): the batch's texts go into one string and
+//! its events into one list of spans: two calls of the guest's `realloc` per
+//! batch, and one view of memory to fill both.
+//!
+//! Contract 0.1.0 ([`EventList`]): each of an event's five texts is a string
+//! of its own, allocated by the guest's `realloc` (each call a trip into the
+//! guest, ~40 ns). wasmtime's generic lowering of `list<event>` also looks up
+//! the instance's memory three times per string (copy, pointer, length):
+//! fifteen lookups per event, ~4% of a sandboxed batch. This lowering
+//! allocates an event's five strings, then copies them and writes their
+//! pointers in one view of memory. Its type is checked as the generic one's
+//! (`EventRef`'s, field by field), and a guest that wants strings in another
+//! encoding than UTF-8 gets the generic lowering.
 //!
 //! It implements wasmtime's `Lower` by hand, which leans on items wasmtime
 //! keeps for its derive macros (`__internal`): pinned with wasmtime, and any
@@ -23,6 +29,7 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentType, Lower};
 
 use crate::bindings::EventRef;
+use crate::bindings::v0_2::weir::plugin::types::{Event as SpanEvent, Events as WitEvents};
 
 /// The largest string the canonical ABI carries.
 const MAX_STRING_BYTES: usize = (1 << 31) - 1;
@@ -119,5 +126,109 @@ impl EventList<'_> {
             }
         }
         Ok((list, self.0.len()))
+    }
+}
+
+/// Contract 0.2.0's `events` record: the batch's texts back to back in one
+/// string, and per event the (offset, length) of each of its texts in it.
+#[derive(Clone, Copy)]
+pub(crate) struct EventBlock<'a>(pub(crate) &'a [EventRef<'a>]);
+
+// SAFETY: the ABI, the flat representation (two pointer pairs) and the type
+// check are those of the generated `events` record.
+#[allow(unsafe_code)] // implementing wasmtime's traits; no unsafe operation
+unsafe impl ComponentType for EventBlock<'_> {
+    type Lower = [ValRaw; 4];
+
+    const ABI: CanonicalAbiInfo = <WitEvents as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <WitEvents as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: writes what the generated `events` record's lowering would write for
+// the same text and spans: the string's and the list's pointer and length,
+// each allocated by the guest's `realloc` and bounds-checked by it.
+#[allow(unsafe_code)] // implementing wasmtime's traits; no unsafe operation
+unsafe impl Lower for EventBlock<'_> {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        dst: &mut MaybeUninit<[ValRaw; 4]>,
+    ) -> wasmtime::Result<()> {
+        let [text, text_len, list, events] = self.store(cx)?;
+        dst.write([
+            ValRaw::i64(text as i64),
+            ValRaw::i64(text_len as i64),
+            ValRaw::i64(list as i64),
+            ValRaw::i64(events as i64),
+        ]);
+        Ok(())
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        let words = self.store(cx)?;
+        for (i, word) in words.into_iter().enumerate() {
+            *cx.get::<4>(offset + 4 * i) = u32::try_from(word)?.to_le_bytes();
+        }
+        Ok(())
+    }
+}
+
+const _: () = assert!(<SpanEvent as ComponentType>::SIZE32 == EVENT_BYTES);
+
+impl EventBlock<'_> {
+    /// Copies the texts and writes the spans; returns the text's pointer and
+    /// length and the list's.
+    fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<[usize; 4]> {
+        if !utf8(cx) {
+            // Spans count UTF-8 bytes; a guest keeping strings in another
+            // encoding would read them wrong.
+            wasmtime::bail!(
+                "the plugin keeps its strings in {:?}; contract 0.2.0 needs UTF-8 \
+                 (the default of Rust, componentize-py and jco)",
+                cx.options().string_encoding
+            );
+        }
+        let text_len = self
+            .0
+            .iter()
+            .flat_map(|event| event.fields())
+            .try_fold(0usize, |total, text| total.checked_add(text.len()))
+            .filter(|&total| total <= MAX_STRING_BYTES)
+            .ok_or_else(|| {
+                wasmtime::format_err!(
+                    "the batch's texts exceed the {MAX_STRING_BYTES} bytes one plugin call carries"
+                )
+            })?;
+        let list_bytes = self
+            .0
+            .len()
+            .checked_mul(EVENT_BYTES)
+            .ok_or_else(|| wasmtime::format_err!("too many events to copy into the plugin"))?;
+        let text = cx.realloc(0, 0, 1, text_len)?;
+        let list = cx.realloc(0, 0, SpanEvent::ALIGN32, list_bytes)?;
+        let memory = cx.as_slice_mut();
+        let mut offset = 0usize;
+        for (i, event) in self.0.iter().enumerate() {
+            let record = list + i * EVENT_BYTES;
+            for (field, field_text) in event.fields().into_iter().enumerate() {
+                let len = field_text.len();
+                memory[text + offset..][..len].copy_from_slice(field_text.as_bytes());
+                let span = &mut memory[record + field * 8..][..8];
+                // Both fit: the total was checked against MAX_STRING_BYTES.
+                span[..4].copy_from_slice(&(offset as u32).to_le_bytes());
+                span[4..].copy_from_slice(&(len as u32).to_le_bytes());
+                offset += len;
+            }
+        }
+        Ok([text, text_len, list, self.0.len()])
     }
 }

@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use wasmtime::component::{ComponentExportIndex, ComponentType, Instance, InstancePre, Lower};
 use wasmtime::{Store, Trap};
 use weir_core::{JsonObject, Outcome, PluginEvent, Rejection, RejectionKind};
 
-use crate::bindings::{
-    EnricherPluginPre, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo,
-};
-use crate::event_list::EventList;
+use crate::bindings::{DescribeFunc, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo};
+use crate::contract::Contract;
+use crate::event_list::{EventBlock, EventList};
 use crate::sandbox::{LogSink, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
@@ -91,15 +91,29 @@ pub struct BatchReport {
 
 pub(crate) fn describe(
     runtime: &Runtime,
-    pre: &EnricherPluginPre<Sandbox>,
+    pre: &InstancePre<Sandbox>,
+    export: &ComponentExportIndex,
     limits: &Limits,
 ) -> Result<WitPluginInfo, String> {
     let mut store = new_store(runtime, limits, Duration::ZERO, "loading plugin".into());
-    let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    instance
-        .weir_plugin_enricher()
-        .call_describe(&mut store)
+    pre.instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func(&mut store, export))
+        .and_then(|describe: DescribeFunc| describe.call(&mut store, ()))
+        .map(|(info,)| info)
         .map_err(|e| format!("{e:#}"))
+}
+
+/// Calls `process` with the events lowered as `Events`, the contract
+/// version's own layout.
+fn call_process<Events: ComponentType + Lower>(
+    store: &mut Store<Sandbox>,
+    instance: &Instance,
+    export: &ComponentExportIndex,
+    batch: &WitBatch,
+    events: Events,
+) -> wasmtime::Result<Result<Vec<WitOutcome>, String>> {
+    let process: ProcessFunc<'_, Events> = instance.get_typed_func(&mut *store, export)?;
+    process.call(store, (batch, events)).map(|(result,)| result)
 }
 
 fn new_store(runtime: &Runtime, limits: &Limits, now: Duration, plugin: String) -> Store<Sandbox> {
@@ -190,28 +204,26 @@ impl Plugin {
             .and_then(|t| t.signed_duration_since(chrono_epoch()).to_std().ok())
             .unwrap_or_default();
         let mut store = new_store(&self.inner.runtime, limits, now, self.inner.label.clone());
-        let result = self
-            .inner
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map(|instance| {
-                let instantiated = started.elapsed();
-                let called = match events.first() {
-                    Some(first) => {
-                        let batch = WitBatch::of(first, config);
-                        let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::from).collect();
-                        instance
-                            .get_typed_func(&mut store, &self.inner.process_export)
-                            .and_then(|process: ProcessFunc<'_>| {
-                                process.call(&mut store, (&batch, EventList(&refs)))
-                            })
-                            .map(|(result,)| result)
+        let result = self.inner.pre.instantiate(&mut store).map(|instance| {
+            let instantiated = started.elapsed();
+            let called = match events.first() {
+                Some(first) => {
+                    let batch = WitBatch::of(first, config);
+                    let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::from).collect();
+                    let export = &self.inner.process_export;
+                    match self.inner.contract {
+                        Contract::V0_1 => {
+                            call_process(&mut store, &instance, export, &batch, EventList(&refs))
+                        }
+                        Contract::V0_2 => {
+                            call_process(&mut store, &instance, export, &batch, EventBlock(&refs))
+                        }
                     }
-                    None => Ok(Ok(Vec::new())),
-                };
-                (instantiated, called)
-            });
+                }
+                None => Ok(Ok(Vec::new())),
+            };
+            (instantiated, called)
+        });
         let (instantiate, called) = match result {
             Ok((instantiate, called)) => (instantiate, called),
             Err(e) => (started.elapsed(), Err(e)),

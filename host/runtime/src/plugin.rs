@@ -2,12 +2,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{Component, ComponentExportIndex};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 use weir_core::PluginRef;
 
-use crate::bindings::{ENRICHER_EXPORT, EnricherPluginPre, PROCESS_EXPORT, WitPluginInfo};
+use crate::bindings::WitPluginInfo;
 use crate::breaker::Breaker;
-use crate::{Limits, LoadError, Runtime, contract};
+use crate::contract::{self, Contract};
+use crate::sandbox::Sandbox;
+use crate::{Limits, LoadError, Runtime};
 
 /// What a plugin says about itself, plus what the host knows of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,7 +85,9 @@ pub struct Plugin {
 
 pub(crate) struct PluginInner {
     pub(crate) runtime: Runtime,
-    pub(crate) pre: EnricherPluginPre<crate::sandbox::Sandbox>,
+    pub(crate) pre: InstancePre<Sandbox>,
+    /// The contract version the plugin is called through.
+    pub(crate) contract: Contract,
     /// Where `enricher.process` is, resolved once per version.
     pub(crate) process_export: ComponentExportIndex,
     pub(crate) info: PluginInfo,
@@ -104,24 +108,30 @@ impl Plugin {
     pub(crate) fn prepare(
         runtime: Runtime,
         component: Component,
+        contract: Contract,
         sha256: String,
         size_bytes: usize,
     ) -> Result<Self, LoadError> {
-        let process_export = component
-            .get_export_index(None, ENRICHER_EXPORT)
-            .and_then(|enricher| component.get_export_index(Some(&enricher), PROCESS_EXPORT))
-            .ok_or_else(|| LoadError::UnsupportedContract {
-                found: format!("{ENRICHER_EXPORT} without `{PROCESS_EXPORT}`"),
-                supported: ENRICHER_EXPORT.into(),
-            })?;
+        let enricher = contract.enricher_export();
+        let function = |name: &str| {
+            component
+                .get_export_index(None, enricher)
+                .and_then(|interface| component.get_export_index(Some(&interface), name))
+                .ok_or_else(|| LoadError::UnsupportedContract {
+                    found: format!("{enricher} without `{name}`"),
+                    supported: enricher.into(),
+                })
+        };
+        let describe_export = function("describe")?;
+        let process_export = function("process")?;
         let pre = runtime
             .inner
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Wasmtime)?;
-        let pre = EnricherPluginPre::new(pre).map_err(LoadError::Wasmtime)?;
-        let raw_info = crate::invoke::describe(&runtime, &pre, &Limits::default())
-            .map_err(LoadError::Describe)?;
+        let raw_info =
+            crate::invoke::describe(&runtime, &pre, &describe_export, &Limits::default())
+                .map_err(LoadError::Describe)?;
         let info = PluginInfo::from_wit(raw_info, sha256, size_bytes)?;
         let label = format!("{}@{}", info.name, info.version);
         let breaker = Mutex::new(Breaker::new(runtime.inner.settings.breaker));
@@ -129,6 +139,7 @@ impl Plugin {
             inner: Arc::new(PluginInner {
                 runtime,
                 pre,
+                contract,
                 process_export,
                 info,
                 label,

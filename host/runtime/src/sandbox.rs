@@ -12,7 +12,7 @@ use wasmtime_wasi::{
 };
 
 use crate::bindings::LogLevel;
-use crate::bindings::v0_1::weir::plugin::{log, types};
+use crate::bindings::{v0_1, v0_2};
 
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
@@ -133,16 +133,40 @@ fn truncate(text: &str) -> &str {
     &text[..end]
 }
 
-impl log::Host for Sandbox {
+impl v0_1::weir::plugin::log::Host for Sandbox {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        let sink = &mut self.log;
-        if sink.budget == 0 {
-            sink.dropped += 1;
+        self.log.write(level, &message, &fields);
+    }
+}
+
+impl v0_2::weir::plugin::log::Host for Sandbox {
+    fn log(
+        &mut self,
+        level: v0_2::weir::plugin::log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        use v0_2::weir::plugin::log::Level;
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        self.log.write(level, &message, &fields);
+    }
+}
+
+impl LogSink {
+    fn write(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        if self.budget == 0 {
+            self.dropped += 1;
             return;
         }
-        sink.budget -= 1;
-        let plugin = sink.plugin.as_str();
-        let message = truncate(&message);
+        self.budget -= 1;
+        let plugin = self.plugin.as_str();
+        let message = truncate(message);
         let fields: Vec<String> = fields
             .iter()
             .take(16)
@@ -159,4 +183,5 @@ impl log::Host for Sandbox {
     }
 }
 
-impl types::Host for Sandbox {}
+impl v0_1::weir::plugin::types::Host for Sandbox {}
+impl v0_2::weir::plugin::types::Host for Sandbox {}

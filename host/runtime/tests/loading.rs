@@ -48,7 +48,8 @@ fn a_foreign_component_is_refused_naming_what_is_missing() {
         "names what it found: {message}"
     );
     assert!(
-        message.contains("weir:plugin/enricher@0.1.0"),
+        message.contains("weir:plugin/enricher@0.2.0")
+            && message.contains("weir:plugin/enricher@0.1.0"),
         "names what is required: {message}"
     );
 }
@@ -79,7 +80,7 @@ fn a_loaded_plugin_describes_itself() {
     let info = plugin.info();
     assert_eq!(plugin.label(), "transaction@1.0.0");
     assert_eq!(info.event_types, vec!["transaction"]);
-    assert_eq!(info.contract_version, "0.1.0");
+    assert_eq!(info.contract_version, "0.2.0");
     assert!(info.input_schema.as_deref().unwrap().contains("amount"));
     assert_eq!(info.sha256.len(), 64);
 }
@@ -235,12 +236,20 @@ fn a_mixed_call_reaches_the_plugin_as_homogeneous_batches_in_order() {
     );
 }
 
+/// Each contract version lays a batch's events out its own way (0.2.0: one
+/// text and spans; 0.1.0: strings of their own): both plugins echo what they
+/// received.
 #[test]
-fn every_field_of_every_event_reaches_the_plugin_intact() {
-    let hostile = Runtime::new(RuntimeSettings::default())
-        .expect("runtime")
-        .load_file(repo_plugin("hostile"))
-        .expect("hostile plugin");
+fn every_field_of_every_event_reaches_plugins_of_every_contract_intact() {
+    let rt = Runtime::new(RuntimeSettings::default()).expect("runtime");
+    for (plugin, contract) in [("hostile", "0.2.0"), ("contract-v0-1", "0.1.0")] {
+        let plugin = rt.load_file(repo_plugin(plugin)).expect("plugin");
+        assert_eq!(plugin.info().contract_version, contract);
+        echoes_every_field(&plugin);
+    }
+}
+
+fn echoes_every_field(plugin: &weir_runtime::Plugin) {
     let sent: Vec<PluginEvent<'static>> = (0..60)
         .map(|i| {
             let payload = match i {
@@ -263,8 +272,8 @@ fn every_field_of_every_event_reaches_the_plugin_intact() {
             }
         })
         .collect();
-    let report = hostile.process(&[], &sent, &Limits::default());
-    assert_eq!(report.fault, None);
+    let report = plugin.process(&[], &sent, &Limits::default());
+    assert_eq!(report.fault, None, "{}", plugin.label());
     assert_eq!(report.outcomes.len(), sent.len());
     for (event, outcome) in sent.iter().zip(&report.outcomes) {
         let Outcome::Enrich(fields) = outcome else {
@@ -281,8 +290,9 @@ fn every_field_of_every_event_reaches_the_plugin_intact() {
             assert_eq!(
                 got[name],
                 value.as_ref(),
-                "{name} of event {}",
-                event.sequence_number
+                "{name} of event {} in {}",
+                event.sequence_number,
+                plugin.label()
             );
         }
     }

@@ -33,7 +33,7 @@ pub fn version(name: &str, version: &str, component: &[u8]) -> PluginVersion {
         version: version.into(),
         sha256: sha256_hex(component),
         size: component.len() as u64,
-        contract: "weir:plugin@0.1.0".into(),
+        contract: "0.2.0".into(),
         event_types: vec!["transaction".into()],
         uploader: "alice".into(),
         uploaded_at: format!("2024-01-15T10:0{}:00Z", version.len()),

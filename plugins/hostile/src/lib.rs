@@ -12,18 +12,27 @@ use std::hash::{BuildHasher, Hasher};
 
 use weir_plugin_sdk::__private::bindings::weir::plugin::log::{Level, log};
 use weir_plugin_sdk::__private::{
-    Guest, RawBatch, RawEvent, RawInfo, RawOutcome, bindings, export_enricher,
+    Guest, RawBatch, RawEvents, RawInfo, RawOutcome, bindings, export_enricher, texts,
 };
 use weir_plugin_sdk::json;
 
 struct Hostile;
 
+/// One event's texts, as the plugin received them.
+struct Texts<'a> {
+    payload: &'a str,
+    partition_key: &'a str,
+    sequence_number: &'a str,
+    arrival_time: &'a str,
+    event_time: &'a str,
+}
+
 /// The tenant of the last `remember` attack. Instance state lives for one
 /// batch: a later batch (perhaps another tenant's) must find this empty.
 static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
-fn attack_of(event: &RawEvent) -> String {
-    serde_json::from_str::<serde_json::Value>(&event.payload)
+fn attack_of(event: &Texts<'_>) -> String {
+    serde_json::from_str::<serde_json::Value>(event.payload)
         .ok()
         .and_then(|v| v.get("attack").and_then(|a| a.as_str()).map(str::to_owned))
         .unwrap_or_default()
@@ -37,7 +46,7 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + frame[3]
 }
 
-fn one(batch: &RawBatch, event: &RawEvent, attack: &str) -> RawOutcome {
+fn one(batch: &RawBatch, event: &Texts<'_>, attack: &str) -> RawOutcome {
     let fields = match attack {
         "huge-output" => json!({ "blob": "x".repeat(4 << 20) }),
         "invalid-json" => return RawOutcome::Enrich("{not json".to_owned()),
@@ -109,7 +118,27 @@ impl Guest for Hostile {
         }
     }
 
-    fn process(batch: RawBatch, events: Vec<RawEvent>) -> Result<Vec<RawOutcome>, String> {
+    fn process(batch: RawBatch, events: RawEvents) -> Result<Vec<RawOutcome>, String> {
+        let events = events
+            .events
+            .iter()
+            .map(|raw| {
+                let [
+                    payload,
+                    partition_key,
+                    sequence_number,
+                    arrival_time,
+                    event_time,
+                ] = texts(&events.text, raw).ok_or("a span outside the batch text")?;
+                Ok(Texts {
+                    payload,
+                    partition_key,
+                    sequence_number,
+                    arrival_time,
+                    event_time,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let attacks: Vec<String> = events.iter().map(attack_of).collect();
         for attack in &attacks {
             match attack.as_str() {

@@ -5,26 +5,66 @@ use std::rc::Rc;
 use serde::Deserialize;
 
 use crate::__private::RawEvent;
-use crate::outcome::Rejection;
+use crate::outcome::{Rejection, RejectionKind};
 
-/// What the events of one batch share.
+/// What the events of one batch share, their texts included.
 #[derive(Debug)]
 pub(crate) struct BatchInfo {
     pub(crate) tenant: String,
     pub(crate) event_type: String,
     pub(crate) processing_time: String,
+    /// Every event's texts, back to back; events hold spans of it.
+    pub(crate) text: String,
 }
+
+/// The event's texts, in the contract's field order.
+const PAYLOAD: usize = 0;
+const PARTITION_KEY: usize = 1;
+const SEQUENCE_NUMBER: usize = 2;
+const ARRIVAL_TIME: usize = 3;
+const EVENT_TIME: usize = 4;
 
 /// One stream record, decoded and validated by the host.
 #[derive(Debug)]
 pub struct Event {
-    raw: RawEvent,
+    /// Byte ranges of the batch's text, checked to lie on character boundaries.
+    fields: [(usize, usize); 5],
     batch: Rc<BatchInfo>,
 }
 
 impl Event {
-    pub(crate) fn new(raw: RawEvent, batch: Rc<BatchInfo>) -> Self {
-        Self { raw, batch }
+    /// The event whose texts `raw` locates in the batch's text; a rejection
+    /// when a span lies outside it (a host that breaks the contract).
+    pub(crate) fn new(raw: &RawEvent, batch: Rc<BatchInfo>) -> Result<Self, Rejection> {
+        let spans = [
+            raw.payload,
+            raw.partition_key,
+            raw.sequence_number,
+            raw.arrival_time,
+            raw.event_time,
+        ];
+        let mut fields = [(0, 0); 5];
+        for (field, span) in fields.iter_mut().zip(spans) {
+            let start = span.offset as usize;
+            let end = start.saturating_add(span.len as usize);
+            if batch.text.get(start..end).is_none() {
+                return Err(Rejection::new(
+                    RejectionKind::Internal,
+                    format!(
+                        "the host sent a span {start}..{end} outside its batch text of {} bytes",
+                        batch.text.len()
+                    ),
+                ));
+            }
+            *field = (start, end);
+        }
+        Ok(Self { fields, batch })
+    }
+
+    fn field(&self, index: usize) -> &str {
+        let (start, end) = self.fields[index];
+        // Checked in `new`: in range and on character boundaries.
+        &self.batch.text[start..end]
     }
 
     /// An event for a plugin's own unit tests: `payload` with the given event
@@ -38,31 +78,35 @@ impl Event {
                     .map(str::to_owned)
             })
             .unwrap_or_default();
+        let texts = [payload, "test", "1", event_time, event_time];
+        let mut fields = [(0, 0); 5];
+        let mut end = 0;
+        for (field, text) in fields.iter_mut().zip(texts) {
+            *field = (end, end + text.len());
+            end += text.len();
+        }
         let batch = BatchInfo {
             tenant: "default".to_owned(),
             event_type,
             processing_time: event_time.to_owned(),
+            text: texts.concat(),
         };
-        let raw = RawEvent {
-            payload: payload.to_owned(),
-            partition_key: "test".to_owned(),
-            sequence_number: "1".to_owned(),
-            arrival_time: event_time.to_owned(),
-            event_time: event_time.to_owned(),
-        };
-        Self::new(raw, Rc::new(batch))
+        Self {
+            fields,
+            batch: Rc::new(batch),
+        }
     }
 
     /// The record's JSON object as the producer sent it.
     pub fn payload(&self) -> &str {
-        &self.raw.payload
+        self.field(PAYLOAD)
     }
 
     /// Deserialize the payload into `T`, borrowing strings where `T` allows.
     /// Declare only the fields the plugin reads: the rest is skipped. A missing or
     /// ill-typed field becomes a [`Rejection`] that names it.
     pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Rejection> {
-        serde_json::from_str(&self.raw.payload).map_err(Rejection::from_json_error)
+        serde_json::from_str(self.payload()).map_err(Rejection::from_json_error)
     }
 
     /// The payload as a generic JSON value.
@@ -79,29 +123,27 @@ impl Event {
     }
 
     pub fn partition_key(&self) -> &str {
-        &self.raw.partition_key
+        self.field(PARTITION_KEY)
     }
 
     pub fn sequence_number(&self) -> &str {
-        &self.raw.sequence_number
+        self.field(SEQUENCE_NUMBER)
     }
 
     /// RFC 3339 UTC time the stream accepted the record.
     pub fn arrival_time(&self) -> &str {
-        &self.raw.arrival_time
+        self.field(ARRIVAL_TIME)
     }
 
     /// RFC 3339 UTC time of the event (its `timestamp`, normalised by the host).
     pub fn event_time(&self) -> &str {
-        &self.raw.event_time
+        self.field(EVENT_TIME)
     }
 
     /// The UTC date of the event, `YYYY-MM-DD`.
     pub fn event_date(&self) -> &str {
-        self.raw
-            .event_time
-            .get(..10)
-            .unwrap_or(&self.raw.event_time)
+        let time = self.event_time();
+        time.get(..10).unwrap_or(time)
     }
 
     /// RFC 3339 UTC time the host gives this batch (the same for all its events).

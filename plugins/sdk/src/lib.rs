@@ -2,7 +2,7 @@
 //!
 //! A plugin is a type that implements [`Plugin`], exported with [`export_plugin!`]
 //! and built for `wasm32-wasip2`. The generated bindings of the contract
-//! (`wit/weir-plugin-0.1.0`) stay private: authors see typed [`Event`]s, build
+//! (`wit/weir-plugin-0.2.0`) stay private: authors see typed [`Event`]s, build
 //! [`Outcome`]s, and never touch raw WIT types, so the contract can evolve behind
 //! this API.
 //!
@@ -45,7 +45,7 @@ pub use outcome::{Fields, Outcome, Rejection, RejectionKind};
 pub use serde_json::{Value, json};
 
 /// The contract version this SDK implements; stamped into every plugin's [`Info`].
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// What a plugin says about itself. The SDK adds the contract version.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ macro_rules! export_plugin {
 
             fn process(
                 batch: $crate::__private::RawBatch,
-                events: ::std::vec::Vec<$crate::__private::RawEvent>,
+                events: $crate::__private::RawEvents,
             ) -> ::std::result::Result<
                 ::std::vec::Vec<$crate::__private::RawOutcome>,
                 ::std::string::String,
@@ -135,7 +135,8 @@ pub mod __private {
     pub use crate::bindings::export_enricher;
     pub use crate::bindings::exports::weir::plugin::enricher::Guest;
     pub use crate::bindings::weir::plugin::types::{
-        Batch as RawBatch, Event as RawEvent, Outcome as RawOutcome, PluginInfo as RawInfo,
+        Batch as RawBatch, Event as RawEvent, Events as RawEvents, Outcome as RawOutcome,
+        PluginInfo as RawInfo, Span as RawSpan,
     };
     pub use wit_bindgen;
 
@@ -157,7 +158,7 @@ pub mod __private {
 
     pub fn process<P: crate::Plugin>(
         batch: RawBatch,
-        events: Vec<RawEvent>,
+        events: RawEvents,
     ) -> Result<Vec<RawOutcome>, String> {
         let config = crate::Config::new(batch.config);
         let plugin = P::configure(&config).map_err(|why| format!("bad config: {why}"))?;
@@ -165,21 +166,38 @@ pub mod __private {
             tenant: batch.tenant,
             event_type: batch.event_type,
             processing_time: batch.processing_time,
+            text: events.text,
         });
         Ok(events
-            .into_iter()
-            .map(|raw| {
-                plugin
-                    .process(&crate::Event::new(raw, shared.clone()))
-                    .into_raw()
+            .events
+            .iter()
+            .map(|raw| match crate::Event::new(raw, shared.clone()) {
+                Ok(event) => plugin.process(&event).into_raw(),
+                Err(rejection) => crate::Outcome::reject(rejection).into_raw(),
             })
             .collect())
+    }
+
+    /// The texts of one raw event, in the contract's field order; `None` when a
+    /// span lies outside the text. For test plugins that use the raw export.
+    pub fn texts<'a>(text: &'a str, event: &RawEvent) -> Option<[&'a str; 5]> {
+        let span = |s: RawSpan| {
+            let start = s.offset as usize;
+            text.get(start..start.checked_add(s.len as usize)?)
+        };
+        Some([
+            span(event.payload)?,
+            span(event.partition_key)?,
+            span(event.sequence_number)?,
+            span(event.arrival_time)?,
+            span(event.event_time)?,
+        ])
     }
 }
 
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/weir-plugin-0.1.0",
+        path: "../../wit/weir-plugin-0.2.0",
         world: "enricher-plugin",
         pub_export_macro: true,
         export_macro_name: "export_enricher",
