@@ -421,10 +421,12 @@ fn metrics_thread_nices() -> Vec<i64> {
     nices
 }
 
-/// A metrics database of an earlier version indexes rows by key and minute:
-/// that index gives way to the key-only one, and its rows still read.
+/// A metrics database of an earlier version (schema 2) has a row per key,
+/// minute and batch, indexed by key and minute: that index gives way to the
+/// key-only one, its rows still read beside the groups written since, and a
+/// retry of one of its batches replaces that batch's rows.
 #[tokio::test]
-async fn an_earlier_metrics_index_is_replaced_and_its_rows_still_read() {
+async fn an_earlier_metrics_schema_still_reads_and_its_batches_are_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weir.db");
     {
@@ -454,6 +456,24 @@ async fn an_earlier_metrics_index_is_replaced_and_its_rows_still_read() {
     );
     let indexes = schema_names(&dir.path().join("weir-metrics.db"), "index", "metric_rows");
     assert_eq!(indexes, vec!["metric_rows_by_partition_key".to_owned()]);
+
+    // A new batch goes into a group; b1 again, with one row, replaces both
+    // of its schema-2 rows, and then its group entry on a second retry.
+    let ten_thirty_two = "2024-01-15T10:32:00Z";
+    for (id, records) in [("b2", 4), ("b1", 7), ("b1", 9)] {
+        state
+            .record_batch(
+                &batch(id, "shard-1", ten_thirty_two, i64::MAX),
+                vec![key_minute(id, "sensor-1", ten_thirty_two, records)],
+            )
+            .await
+            .unwrap();
+        state.flush_metrics().await.unwrap();
+    }
+    assert_eq!(
+        records_per_minute(&state, "sensor-1").await,
+        vec![(ten_thirty_two.to_owned(), 13)]
+    );
 }
 
 /// The names of a database's tables or indexes (`kind`) on the tables
