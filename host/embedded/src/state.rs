@@ -83,7 +83,7 @@ pub struct SqliteState {
     connection: Arc<Mutex<Connection>>,
     /// The metrics table, in a database of its own (see [`key_metrics`]).
     metrics: Arc<MetricsDb>,
-    /// Batches whose metric rows wait in `pending_key_metrics`.
+    /// Metric rows waiting in `pending_key_metrics`.
     pending_metrics: Arc<AtomicUsize>,
     /// Wakes the thread that moves them (see [`spawn_flusher`]).
     flusher: SyncSender<()>,
@@ -290,7 +290,7 @@ impl SqliteState {
     /// Moves every metric row waiting in `weir.db` into the metrics table
     /// now, after any background flush under way; returns how many batches'
     /// rows moved. (Rows move in the background every
-    /// `key_metrics::FLUSH_AFTER` batches and before a read; the pipeline
+    /// `key_metrics::FLUSH_AFTER_ROWS` rows and before a read; the pipeline
     /// bench calls this so every batch's work is inside its measurement.)
     pub async fn flush_metrics(&self) -> Result<usize, BackendError> {
         let pending = self.pending_metrics.clone();
@@ -394,7 +394,8 @@ fn spawn_flusher(
 }
 
 /// Moves the pending metric rows and takes them off the count of pending
-/// batches (batches may have been appended meanwhile); returns how many moved.
+/// rows (more may have been appended meanwhile); returns how many batches'
+/// rows moved.
 fn move_pending(
     metrics: &MetricsDb,
     state: &Mutex<Connection>,
@@ -402,9 +403,9 @@ fn move_pending(
 ) -> rusqlite::Result<usize> {
     let moved = metrics.flush(state)?;
     let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        Some(n.saturating_sub(moved))
+        Some(n.saturating_sub(moved.rows))
     });
-    Ok(moved)
+    Ok(moved.batches)
 }
 
 fn json_list(values: &[String]) -> String {
@@ -505,7 +506,7 @@ impl MetadataStore for SqliteState {
         let pending = self.pending_metrics.clone();
         self.with("recording batch metadata", move |c| {
             let tx = c.transaction()?;
-            let mut appended = 0;
+            let mut appended = 0; // rows
             for (b, (plugin_versions, object_keys), rows) in &rows {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO batch_metadata
@@ -525,16 +526,16 @@ impl MetadataStore for SqliteState {
                     plugin_versions,
                     object_keys
                 ])?;
-                // Appended now, moved into metric_rows with many other batches'.
-                if let Some(rows) = rows {
+                // Appended now, moved into the metrics table with many other batches'.
+                if let Some((rows, count)) = rows {
                     key_metrics::append(&tx, &b.batch_id, rows)?;
-                    appended += 1;
+                    appended += count;
                 }
             }
             tx.commit()?;
             Ok(appended > 0
                 && pending.fetch_add(appended, Ordering::Relaxed) + appended
-                    >= key_metrics::FLUSH_AFTER)
+                    >= key_metrics::FLUSH_AFTER_ROWS)
         })
         .await
         .map(|flush_due| {

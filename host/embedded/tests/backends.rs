@@ -275,9 +275,11 @@ async fn metric_rows_count_once(durability: Durability) {
     let state = SqliteState::open_with(&path, durability).unwrap();
     for i in 0..300 {
         record(state.clone(), i).await;
+        if i == 255 {
+            assert_eq!(state.flush_metrics().await.unwrap(), 256);
+        }
     }
-    // The first batch was moved by the flush after 256 batches, the last
-    // is still waiting.
+    // The first batch was moved by that flush, the last is still waiting.
     record(state.clone(), 0).await;
     record(state.clone(), 299).await;
 
@@ -311,6 +313,50 @@ async fn metric_rows_count_once(durability: Durability) {
     assert_eq!(reopened.flush_metrics().await.unwrap(), 0);
     let sensor2 = records_per_minute(&reopened, "sensor-2").await;
     assert_eq!(sensor2, vec![(minutes[0].to_owned(), 315)]);
+}
+
+/// Rows move in the background once 25,600 wait, however many batches hold
+/// them, with nothing reading them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_metric_rows_move_by_themselves_once_enough_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.db");
+    let state = SqliteState::open_with(&path, Durability::Os).unwrap();
+    let waiting = || -> i64 {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM pending_key_metrics", [], |r| r.get(0))
+            .unwrap()
+    };
+    // 99 batches of 256 rows: 25,344, one batch short of the threshold.
+    let record = |i: usize| {
+        let id = format!("b{i:03}");
+        let rows: Vec<_> = (0..256)
+            .map(|k| key_minute(&id, &format!("sensor-{k}"), "2024-01-15T10:30:00Z", 1))
+            .collect();
+        let metadata = batch(&id, "shard-1", "2024-01-15T10:33:00Z", i64::MAX);
+        let state = state.clone();
+        async move { state.record_batch(&metadata, rows).await.unwrap() }
+    };
+    for i in 0..99 {
+        record(i).await;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(waiting(), 99, "below the threshold, rows wait");
+    record(99).await;
+    let mut left = waiting();
+    for _ in 0..500 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        left = waiting();
+    }
+    assert_eq!(left, 0, "the background flush moved every waiting batch");
+    assert_eq!(
+        records_per_minute(&state, "sensor-7").await,
+        [("2024-01-15T10:30:00Z".to_owned(), 100)]
+    );
 }
 
 /// A database of an earlier Weir kept its metric rows in `weir.db`, the batch

@@ -7,8 +7,8 @@
 //! JSON array, to `pending_key_metrics` in its own transaction (in `weir.db`,
 //! durable with its metadata, so a crash loses none), and
 //! [`MetricsDb::flush`] moves them into `weir-metrics.db` (under that
-//! database's own write lock) many batches at a time: every [`FLUSH_AFTER`]
-//! batches (on a thread of its own at a lower CPU priority, not in the way of
+//! database's own write lock) many batches at a time: every [`FLUSH_AFTER_ROWS`]
+//! rows (on a thread of its own at a lower CPU priority, not in the way of
 //! the batches) and before anything reads the table.
 //!
 //! A flush writes one row per partition key into `metric_groups`, holding as
@@ -104,24 +104,26 @@ pub(crate) const PENDING_SCHEMA: &str = "
     );
 ";
 
-/// Batches whose rows wait before they are flushed. A flush dirties index
-/// pages all over the table, so the more batches it moves, the fewer times
-/// each page is written: 256 did 4% more records/s on one core than 64 and
-/// 12% more on two (`weir bench pipeline`, batches of 100, ~100 keys each),
-/// for ~2 MB of rows waiting and a flush of ~30 ms on the blocking pool (a
-/// read waits for it).
-pub(crate) const FLUSH_AFTER: usize = 256;
+/// Rows that wait before they are flushed. A flush dirties index pages all
+/// over the table, so the more it moves, the fewer times each page is
+/// written: 256 batches of 100 rows did 4% more records/s on one core than 64
+/// and 12% more on two (`weir bench pipeline`, ~100 keys a batch), for ~2 MB
+/// of rows waiting and a flush of ~30 ms (a read waits for it). Counted in
+/// rows, not batches, so a flush's work is the same whatever the batch size
+/// (at batches of 1,000, 256 batches were 256,000 rows, moved at once).
+pub(crate) const FLUSH_AFTER_ROWS: usize = 25_600;
 
 /// Pending batches a flush reads, or deletes, per hold of the state's lock.
 const FLUSH_CHUNK: u32 = 32;
 
 /// A batch's rows as they wait, made before the batch takes the state's
-/// lock; `None` when it has none.
-pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<String> {
+/// lock, and how many; `None` when it has none.
+pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<(String, usize)> {
     if rows.is_empty() {
         // The transform stage's batches (and batches of nothing but refusals).
         return None;
     }
+    let count = rows.len();
     let rows: Vec<PendingRowOut<'_>> = rows
         .iter()
         .map(|r| PendingRowOut {
@@ -132,7 +134,10 @@ pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<String> {
             ttl: r.ttl,
         })
         .collect();
-    Some(serde_json::to_string(&rows).expect("metric rows serialise"))
+    Some((
+        serde_json::to_string(&rows).expect("metric rows serialise"),
+        count,
+    ))
 }
 
 /// Appends a batch's rows, in the batch's transaction.
@@ -142,12 +147,22 @@ pub(crate) fn append(tx: &Transaction<'_>, batch_id: &str, rows: &str) -> rusqli
     Ok(())
 }
 
-/// Batches waiting to be flushed.
+/// Rows waiting to be flushed.
 pub(crate) fn pending(c: &Connection) -> rusqlite::Result<usize> {
-    c.query_row("SELECT count(*) FROM pending_key_metrics", [], |row| {
-        row.get::<_, i64>(0)
-    })
+    c.query_row(
+        "SELECT coalesce(sum(json_array_length(rows)), 0) FROM pending_key_metrics",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
     .map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// What a flush moved: pending batches (a batch retried before the flush
+/// counts once) and the rows they held (every attempt's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Flushed {
+    pub(crate) batches: usize,
+    pub(crate) rows: usize,
 }
 
 /// The metrics table's own database beside the state's (`weir.db` →
@@ -191,15 +206,14 @@ impl MetricsDb {
     }
 
     /// Moves every pending batch's rows into `metric_groups`, replacing the
-    /// rows an earlier attempt of the same batch left there. Returns how many
-    /// pending rows went. A crash between the two commits leaves the rows
+    /// rows an earlier attempt of the same batch left there. A crash between the two commits leaves the rows
     /// pending as well: the next flush writes them again, in place.
     ///
     /// The state's lock, which every batch commits under, is taken for
     /// [`FLUSH_CHUNK`] pending rows at a time, reading them and deleting
     /// them: all 256 at once held it 1-3 ms to read and up to 2 ms to delete,
     /// while the shards' batches waited.
-    pub(crate) fn flush(&self, state: &Mutex<Connection>) -> rusqlite::Result<usize> {
+    pub(crate) fn flush(&self, state: &Mutex<Connection>) -> rusqlite::Result<Flushed> {
         let mut metrics = lock(&self.connection);
         // Rows appended while this flush reads wait for the next one.
         let last: Option<i64> =
@@ -207,7 +221,7 @@ impl MetricsDb {
                 row.get(0)
             })?;
         let Some(last) = last else {
-            return Ok(0);
+            return Ok(Flushed::default());
         };
         let mut pending: Vec<(i64, String, String)> = Vec::new();
         loop {
@@ -233,17 +247,17 @@ impl MetricsDb {
             .enumerate()
             .map(|(i, (_, batch_id, _))| (batch_id.as_str(), i))
             .collect();
-        let batches = pending
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, batch_id, _))| latest[batch_id.as_str()] == *i)
-            .map(|(_, (_, batch_id, rows))| {
-                let rows: Vec<PendingRow<'_>> = serde_json::from_str(rows).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e))
-                })?;
-                Ok((batch_id.as_str(), rows))
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut rows_read = 0;
+        let mut batches = Vec::with_capacity(latest.len());
+        for (i, (_, batch_id, rows)) in pending.iter().enumerate() {
+            let rows: Vec<PendingRow<'_>> = serde_json::from_str(rows).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e))
+            })?;
+            rows_read += rows.len();
+            if latest[batch_id.as_str()] == i {
+                batches.push((batch_id.as_str(), rows));
+            }
+        }
         let tx = metrics.transaction()?;
         write_batches(&tx, &batches)?;
         tx.commit()?;
@@ -255,7 +269,10 @@ impl MetricsDb {
                 .prepare_cached("DELETE FROM pending_key_metrics WHERE id BETWEEN ?1 AND ?2")?
                 .execute(params![first, last])?;
         }
-        Ok(pending.len())
+        Ok(Flushed {
+            batches: batches.len(),
+            rows: rows_read,
+        })
     }
 
     /// The newest `limit` minutes of a partition key, one row per batch that
