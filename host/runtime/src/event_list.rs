@@ -34,7 +34,7 @@ use crate::bindings::v0_2::weir::plugin::types::{Event as SpanEvent, Events as W
 /// The largest string the canonical ABI carries.
 const MAX_STRING_BYTES: usize = (1 << 31) - 1;
 
-/// The contract's `list<event>`, lowered field by field in one pass.
+/// Contract 0.1.0's `list<event>`, lowered field by field in one pass.
 #[derive(Clone, Copy)]
 pub(crate) struct EventList<'a>(pub(crate) &'a [EventRef<'a>]);
 

@@ -1,7 +1,8 @@
 //! Weir's plugin runtime: runs untrusted WebAssembly components safely and fast.
 //!
 //! This is the only crate that knows wasmtime, and [`bindings`] holds the only
-//! `bindgen!`; everything it returns is in `weir-core` types.
+//! `bindgen!`s (one per contract version); everything it returns is in
+//! `weir-core` types.
 //!
 //! Design:
 //! - One [`Runtime`] (one wasmtime `Engine`) per process, with epoch interruption
@@ -13,6 +14,8 @@
 //!   deadline. A trap, a limit hit or an output that breaks the contract turns
 //!   into per-record rejections naming the plugin and the cause; the host goes on.
 //! - Repeated faults of one plugin version open its [`breaker`].
+//! - Every contract version in `wit/` that [`SUPPORTED_CONTRACTS`] lists is
+//!   run; a plugin is called through the newest it exports.
 
 mod bindings;
 pub mod breaker;

@@ -206,11 +206,12 @@ impl MetricsDb {
     }
 
     /// Moves every pending batch's rows into `metric_groups`, replacing the
-    /// rows an earlier attempt of the same batch left there. A crash between the two commits leaves the rows
-    /// pending as well: the next flush writes them again, in place.
+    /// rows an earlier attempt of the same batch left there. A crash between
+    /// the two commits leaves the rows pending as well: the next flush writes
+    /// them again, in place.
     ///
     /// The state's lock, which every batch commits under, is taken for
-    /// [`FLUSH_CHUNK`] pending rows at a time, reading them and deleting
+    /// [`FLUSH_CHUNK`] pending batches at a time, reading them and deleting
     /// them: all 256 at once held it 1-3 ms to read and up to 2 ms to delete,
     /// while the shards' batches waited.
     pub(crate) fn flush(&self, state: &Mutex<Connection>) -> rusqlite::Result<Flushed> {
