@@ -10,7 +10,7 @@ use weir_core::{JsonObject, Outcome, PluginEvent, Rejection, RejectionKind};
 
 use crate::bindings::{DescribeFunc, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo};
 use crate::contract::Contract;
-use crate::event_list::{EventBlock, EventList};
+use crate::lower_events::{EventBlock, EventList};
 use crate::sandbox::{LogSink, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
