@@ -207,8 +207,8 @@ impl MetricsDb {
 
     /// Moves every pending batch's rows into `metric_groups`, replacing the
     /// rows an earlier attempt of the same batch left there. A crash between
-    /// the two commits leaves the rows pending as well: the next flush writes
-    /// them again, in place.
+    /// the two commits leaves the rows pending as well: the next flush moves
+    /// them again, replacing what this one wrote (as for a retried batch).
     ///
     /// The state's lock, which every batch commits under, is taken for
     /// [`FLUSH_CHUNK`] pending batches at a time, reading them and deleting
