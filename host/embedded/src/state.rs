@@ -83,7 +83,8 @@ pub struct SqliteState {
     connection: Arc<Mutex<Connection>>,
     /// The metrics table, in a database of its own (see [`key_metrics`]).
     metrics: Arc<MetricsDb>,
-    /// Metric rows waiting in `pending_key_metrics`.
+    /// What the metric rows waiting in `pending_key_metrics` weigh (see
+    /// `key_metrics::weight`).
     pending_metrics: Arc<AtomicUsize>,
     /// Wakes the thread that moves them (see [`spawn_flusher`]).
     flusher: SyncSender<()>,
@@ -290,7 +291,7 @@ impl SqliteState {
     /// Moves every metric row waiting in `weir.db` into the metrics table
     /// now, after any background flush under way; returns how many batches'
     /// rows moved. (Rows move in the background every
-    /// `key_metrics::FLUSH_AFTER_ROWS` rows and before a read; the pipeline
+    /// `key_metrics::FLUSH_AFTER` rows and before a read; the pipeline
     /// bench calls this so every batch's work is inside its measurement.)
     pub async fn flush_metrics(&self) -> Result<usize, BackendError> {
         let pending = self.pending_metrics.clone();
@@ -393,8 +394,8 @@ fn spawn_flusher(
     Ok(wake)
 }
 
-/// Moves the pending metric rows and takes them off the count of pending
-/// rows (more may have been appended meanwhile); returns how many batches'
+/// Moves the pending metric rows and takes their weight off the pending
+/// count (more may have been appended meanwhile); returns how many batches'
 /// rows moved.
 fn move_pending(
     metrics: &MetricsDb,
@@ -403,7 +404,7 @@ fn move_pending(
 ) -> rusqlite::Result<usize> {
     let moved = metrics.flush(state)?;
     let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        Some(n.saturating_sub(moved.rows))
+        Some(n.saturating_sub(moved.weight))
     });
     Ok(moved.batches)
 }
@@ -506,7 +507,7 @@ impl MetadataStore for SqliteState {
         let pending = self.pending_metrics.clone();
         self.with("recording batch metadata", move |c| {
             let tx = c.transaction()?;
-            let mut appended = 0; // rows
+            let mut appended = 0; // the rows' weight
             for (b, (plugin_versions, object_keys), rows) in &rows {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO batch_metadata
@@ -529,13 +530,13 @@ impl MetadataStore for SqliteState {
                 // Appended now, moved into the metrics table with many other batches'.
                 if let Some((rows, count)) = rows {
                     key_metrics::append(&tx, &b.batch_id, rows)?;
-                    appended += count;
+                    appended += key_metrics::weight(*count);
                 }
             }
             tx.commit()?;
             Ok(appended > 0
                 && pending.fetch_add(appended, Ordering::Relaxed) + appended
-                    >= key_metrics::FLUSH_AFTER_ROWS)
+                    >= key_metrics::FLUSH_AFTER)
         })
         .await
         .map(|flush_due| {

@@ -275,8 +275,9 @@ async fn metric_rows_count_once(durability: Durability) {
     let state = SqliteState::open_with(&path, durability).unwrap();
     for i in 0..300 {
         record(state.clone(), i).await;
-        if i == 255 {
-            assert_eq!(state.flush_metrics().await.unwrap(), 256);
+        if i == 199 {
+            // Below the background flush's threshold: this flush moves all.
+            assert_eq!(state.flush_metrics().await.unwrap(), 200);
         }
     }
     // The first batch was moved by that flush, the last is still waiting.
@@ -316,34 +317,45 @@ async fn metric_rows_count_once(durability: Durability) {
 }
 
 /// Rows move in the background once 25,600 wait, however many batches hold
-/// them, with nothing reading them.
+/// them, with nothing reading them; a batch counts as at least 100 rows, so
+/// batches of a row or two move every 256 batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_metric_rows_move_by_themselves_once_enough_wait() {
+    // 99 batches of 256 rows (25,344) or 255 batches of 2 (weighing 25,500)
+    // wait; one more batch starts the move.
+    for (rows_per_batch, batches_below) in [(256, 99), (2, 255)] {
+        moves_after(rows_per_batch, batches_below).await;
+    }
+}
+
+async fn moves_after(rows_per_batch: usize, batches_below: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weir.db");
     let state = SqliteState::open_with(&path, Durability::Os).unwrap();
-    let waiting = || -> i64 {
+    let waiting = || -> usize {
         rusqlite::Connection::open(&path)
             .unwrap()
-            .query_row("SELECT count(*) FROM pending_key_metrics", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM pending_key_metrics", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| usize::try_from(n).unwrap())
             .unwrap()
     };
-    // 99 batches of 256 rows: 25,344, one batch short of the threshold.
     let record = |i: usize| {
         let id = format!("b{i:03}");
-        let rows: Vec<_> = (0..256)
+        let rows: Vec<_> = (0..rows_per_batch)
             .map(|k| key_minute(&id, &format!("sensor-{k}"), "2024-01-15T10:30:00Z", 1))
             .collect();
         let metadata = batch(&id, "shard-1", "2024-01-15T10:33:00Z", i64::MAX);
         let state = state.clone();
         async move { state.record_batch(&metadata, rows).await.unwrap() }
     };
-    for i in 0..99 {
+    for i in 0..batches_below {
         record(i).await;
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(waiting(), 99, "below the threshold, rows wait");
-    record(99).await;
+    assert_eq!(waiting(), batches_below, "below the threshold, rows wait");
+    record(batches_below).await;
     let mut left = waiting();
     for _ in 0..500 {
         if left == 0 {
@@ -353,9 +365,10 @@ async fn waiting_metric_rows_move_by_themselves_once_enough_wait() {
         left = waiting();
     }
     assert_eq!(left, 0, "the background flush moved every waiting batch");
+    let total = u64::try_from(batches_below + 1).unwrap();
     assert_eq!(
-        records_per_minute(&state, "sensor-7").await,
-        [("2024-01-15T10:30:00Z".to_owned(), 100)]
+        records_per_minute(&state, "sensor-1").await,
+        [("2024-01-15T10:30:00Z".to_owned(), total)]
     );
 }
 

@@ -7,8 +7,8 @@
 //! JSON array, to `pending_key_metrics` in its own transaction (in `weir.db`,
 //! durable with its metadata, so a crash loses none), and
 //! [`MetricsDb::flush`] moves them into `weir-metrics.db` (under that
-//! database's own write lock) many batches at a time: every [`FLUSH_AFTER_ROWS`]
-//! rows (on a thread of its own at a lower CPU priority, not in the way of
+//! database's own write lock) many batches at a time: once
+//! [`FLUSH_AFTER`] rows' worth wait (on a thread of its own at a lower CPU priority, not in the way of
 //! the batches) and before anything reads the table.
 //!
 //! A flush writes one row per partition key into `metric_groups`, holding as
@@ -110,8 +110,20 @@ pub(crate) const PENDING_SCHEMA: &str = "
 /// and 12% more on two (`weir bench pipeline`, ~100 keys a batch), for ~2 MB
 /// of rows waiting and a flush of ~30 ms (a read waits for it). Counted in
 /// rows, not batches, so a flush's work is the same whatever the batch size
-/// (at batches of 1,000, 256 batches were 256,000 rows, moved at once).
-pub(crate) const FLUSH_AFTER_ROWS: usize = 25_600;
+/// (at batches of 1,000, 256 batches were 256,000 rows, moved at once); a
+/// batch counts as at least [`BATCH_WEIGHT`] rows.
+pub(crate) const FLUSH_AFTER: usize = 25_600;
+
+/// The least a pending batch counts towards [`FLUSH_AFTER`]: a batch has a
+/// cost in a flush whatever its rows (its pending row, its entry in
+/// `metric_batches`), so batches of a row or two (one partition key) still
+/// move every 256 batches, not every 25,600.
+pub(crate) const BATCH_WEIGHT: usize = 100;
+
+/// What a batch of `rows` rows counts towards [`FLUSH_AFTER`].
+pub(crate) fn weight(rows: usize) -> usize {
+    rows.max(BATCH_WEIGHT)
+}
 
 /// Pending batches a flush reads, or deletes, per hold of the state's lock.
 const FLUSH_CHUNK: u32 = 32;
@@ -147,22 +159,22 @@ pub(crate) fn append(tx: &Transaction<'_>, batch_id: &str, rows: &str) -> rusqli
     Ok(())
 }
 
-/// Rows waiting to be flushed.
+/// The [`weight`] of the rows waiting to be flushed.
 pub(crate) fn pending(c: &Connection) -> rusqlite::Result<usize> {
     c.query_row(
-        "SELECT coalesce(sum(json_array_length(rows)), 0) FROM pending_key_metrics",
-        [],
+        "SELECT coalesce(sum(max(json_array_length(rows), ?1)), 0) FROM pending_key_metrics",
+        [BATCH_WEIGHT as i64],
         |row| row.get::<_, i64>(0),
     )
     .map(|n| usize::try_from(n).unwrap_or(0))
 }
 
 /// What a flush moved: pending batches (a batch retried before the flush
-/// counts once) and the rows they held (every attempt's).
+/// counts once) and the [`weight`] of every attempt's rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Flushed {
     pub(crate) batches: usize,
-    pub(crate) rows: usize,
+    pub(crate) weight: usize,
 }
 
 /// The metrics table's own database beside the state's (`weir.db` →
@@ -248,13 +260,13 @@ impl MetricsDb {
             .enumerate()
             .map(|(i, (_, batch_id, _))| (batch_id.as_str(), i))
             .collect();
-        let mut rows_read = 0;
+        let mut weight_read = 0;
         let mut batches = Vec::with_capacity(latest.len());
         for (i, (_, batch_id, rows)) in pending.iter().enumerate() {
             let rows: Vec<PendingRow<'_>> = serde_json::from_str(rows).map_err(|e| {
                 rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e))
             })?;
-            rows_read += rows.len();
+            weight_read += weight(rows.len());
             if latest[batch_id.as_str()] == i {
                 batches.push((batch_id.as_str(), rows));
             }
@@ -272,7 +284,7 @@ impl MetricsDb {
         }
         Ok(Flushed {
             batches: batches.len(),
-            rows: rows_read,
+            weight: weight_read,
         })
     }
 
