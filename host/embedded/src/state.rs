@@ -507,7 +507,7 @@ impl MetadataStore for SqliteState {
         let pending = self.pending_metrics.clone();
         self.with("recording batch metadata", move |c| {
             let tx = c.transaction()?;
-            let mut appended = 0; // the rows' weight
+            let mut appended = 0; // the rows' weight (see `key_metrics::weight`)
             for (b, (plugin_versions, object_keys), rows) in &rows {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO batch_metadata
@@ -528,9 +528,9 @@ impl MetadataStore for SqliteState {
                     object_keys
                 ])?;
                 // Appended now, moved into the metrics table with many other batches'.
-                if let Some((rows, count)) = rows {
+                if let Some((rows, weight)) = rows {
                     key_metrics::append(&tx, &b.batch_id, rows)?;
-                    appended += key_metrics::weight(*count);
+                    appended += weight;
                 }
             }
             tx.commit()?;

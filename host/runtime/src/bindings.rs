@@ -1,6 +1,5 @@
 //! The generated host bindings of the plugin contract, and their conversion to
 //! `weir-core` types at the edge. Nothing generated leaves this module's parent.
-
 //!
 //! The host calls every contract version through the types generated for the
 //! oldest: wasmtime checks a function's types by their shape (fields, cases,

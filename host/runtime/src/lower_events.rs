@@ -91,19 +91,23 @@ fn utf8<T>(cx: &LowerContext<'_, T>) -> bool {
     matches!(cx.options().string_encoding, StringEncoding::Utf8)
 }
 
-/// Bytes of one `event` in the list: five strings of a pointer and a length.
+/// Bytes of one `event` in the list: five strings of a pointer and a length
+/// (0.1.0), or five spans of an offset and a length (0.2.0).
 const EVENT_BYTES: usize = 5 * 8;
 const _: () = assert!(<EventRef<'static> as ComponentType>::SIZE32 == EVENT_BYTES);
+const _: () = assert!(<SpanEvent as ComponentType>::SIZE32 == EVENT_BYTES);
+
+/// Bytes of a list of `events` events.
+fn list_bytes(events: usize) -> wasmtime::Result<usize> {
+    events
+        .checked_mul(EVENT_BYTES)
+        .ok_or_else(|| wasmtime::format_err!("too many events to copy into the plugin"))
+}
 
 impl EventList<'_> {
     /// Copies the events into guest memory; returns the list's pointer and length.
     fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
-        let bytes = self
-            .0
-            .len()
-            .checked_mul(EVENT_BYTES)
-            .ok_or_else(|| wasmtime::format_err!("too many events to copy into the plugin"))?;
-        let list = cx.realloc(0, 0, EventRef::ALIGN32, bytes)?;
+        let list = cx.realloc(0, 0, EventRef::ALIGN32, list_bytes(self.0.len())?)?;
         for (i, event) in self.0.iter().enumerate() {
             let fields = event.fields();
             let mut at = [0usize; 5];
@@ -182,8 +186,6 @@ unsafe impl Lower for EventBlock<'_> {
     }
 }
 
-const _: () = assert!(<SpanEvent as ComponentType>::SIZE32 == EVENT_BYTES);
-
 impl EventBlock<'_> {
     /// Copies the texts and writes the spans; returns the text's pointer and
     /// length and the list's.
@@ -208,11 +210,7 @@ impl EventBlock<'_> {
                     "the batch's texts exceed the {MAX_STRING_BYTES} bytes one plugin call carries"
                 )
             })?;
-        let list_bytes = self
-            .0
-            .len()
-            .checked_mul(EVENT_BYTES)
-            .ok_or_else(|| wasmtime::format_err!("too many events to copy into the plugin"))?;
+        let list_bytes = list_bytes(self.0.len())?;
         let text = cx.realloc(0, 0, 1, text_len)?;
         let list = cx.realloc(0, 0, SpanEvent::ALIGN32, list_bytes)?;
         let memory = cx.as_slice_mut();

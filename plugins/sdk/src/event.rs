@@ -24,6 +24,29 @@ const SEQUENCE_NUMBER: usize = 2;
 const ARRIVAL_TIME: usize = 3;
 const EVENT_TIME: usize = 4;
 
+/// The byte ranges of `raw`'s five texts in `text`, in the contract's field
+/// order; the first span that lies outside it (or off a character boundary)
+/// as the error.
+pub(crate) fn ranges(text: &str, raw: &RawEvent) -> Result<[(usize, usize); 5], (usize, usize)> {
+    let spans = [
+        raw.payload,
+        raw.partition_key,
+        raw.sequence_number,
+        raw.arrival_time,
+        raw.event_time,
+    ];
+    let mut ranges = [(0, 0); 5];
+    for (range, span) in ranges.iter_mut().zip(spans) {
+        let start = span.offset as usize;
+        let end = start.saturating_add(span.len as usize);
+        if text.get(start..end).is_none() {
+            return Err((start, end));
+        }
+        *range = (start, end);
+    }
+    Ok(ranges)
+}
+
 /// One stream record, decoded and validated by the host.
 #[derive(Debug)]
 pub struct Event {
@@ -36,29 +59,16 @@ impl Event {
     /// The event whose texts `raw` locates in the batch's text; a rejection
     /// when a span lies outside it (a host that breaks the contract).
     pub(crate) fn new(raw: &RawEvent, batch: Rc<BatchInfo>) -> Result<Self, Rejection> {
-        let spans = [
-            raw.payload,
-            raw.partition_key,
-            raw.sequence_number,
-            raw.arrival_time,
-            raw.event_time,
-        ];
-        let mut fields = [(0, 0); 5];
-        for (field, span) in fields.iter_mut().zip(spans) {
-            let start = span.offset as usize;
-            let end = start.saturating_add(span.len as usize);
-            if batch.text.get(start..end).is_none() {
-                return Err(Rejection::new(
-                    RejectionKind::Internal,
-                    format!(
-                        "the host sent a span {start}..{end} outside its batch text of {} bytes",
-                        batch.text.len()
-                    ),
-                ));
-            }
-            *field = (start, end);
+        match ranges(&batch.text, raw) {
+            Ok(fields) => Ok(Self { fields, batch }),
+            Err((start, end)) => Err(Rejection::new(
+                RejectionKind::Internal,
+                format!(
+                    "the host sent a span {start}..{end} outside its batch text of {} bytes",
+                    batch.text.len()
+                ),
+            )),
         }
-        Ok(Self { fields, batch })
     }
 
     fn field(&self, index: usize) -> &str {

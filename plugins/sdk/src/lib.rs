@@ -136,7 +136,7 @@ pub mod __private {
     pub use crate::bindings::exports::weir::plugin::enricher::Guest;
     pub use crate::bindings::weir::plugin::types::{
         Batch as RawBatch, Event as RawEvent, Events as RawEvents, Outcome as RawOutcome,
-        PluginInfo as RawInfo, Span as RawSpan,
+        PluginInfo as RawInfo,
     };
     pub use wit_bindgen;
 
@@ -181,17 +181,8 @@ pub mod __private {
     /// The texts of one raw event, in the contract's field order; `None` when a
     /// span lies outside the text. For test plugins that use the raw export.
     pub fn texts<'a>(text: &'a str, event: &RawEvent) -> Option<[&'a str; 5]> {
-        let span = |s: RawSpan| {
-            let start = s.offset as usize;
-            text.get(start..start.checked_add(s.len as usize)?)
-        };
-        Some([
-            span(event.payload)?,
-            span(event.partition_key)?,
-            span(event.sequence_number)?,
-            span(event.arrival_time)?,
-            span(event.event_time)?,
-        ])
+        let ranges = crate::event::ranges(text, event).ok()?;
+        Some(ranges.map(|(start, end)| &text[start..end]))
     }
 }
 

@@ -129,13 +129,13 @@ pub(crate) fn weight(rows: usize) -> usize {
 const FLUSH_CHUNK: u32 = 32;
 
 /// A batch's rows as they wait, made before the batch takes the state's
-/// lock, and how many; `None` when it has none.
+/// lock, and their [`weight`]; `None` when it has none.
 pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<(String, usize)> {
     if rows.is_empty() {
         // The transform stage's batches (and batches of nothing but refusals).
         return None;
     }
-    let count = rows.len();
+    let weight = weight(rows.len());
     let rows: Vec<PendingRowOut<'_>> = rows
         .iter()
         .map(|r| PendingRowOut {
@@ -148,7 +148,7 @@ pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<(String, usize)> {
         .collect();
     Some((
         serde_json::to_string(&rows).expect("metric rows serialise"),
-        count,
+        weight,
     ))
 }
 
@@ -296,48 +296,60 @@ impl MetricsDb {
         limit: i64,
     ) -> rusqlite::Result<Vec<MinuteMetrics>> {
         let metrics = lock(&self.connection);
-        let row = |minute: &str, records: u64, readings: &str, ttl: i64| MinuteMetrics {
-            partition_key: partition_key.to_owned(),
-            minute: minute.to_owned(),
-            batch_id: String::new(),
-            records,
-            readings: readings_of(readings),
-            ttl,
-        };
-        let mut rows = Vec::new();
-        let mut groups =
-            metrics.prepare_cached("SELECT entries FROM metric_groups WHERE partition_key = ?1")?;
-        for entries in groups.query_map(params![partition_key], |r| r.get::<_, String>(0))? {
-            let entries = entries?;
-            let entries: Vec<GroupEntry<'_>> = serde_json::from_str(&entries).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))
-            })?;
-            rows.extend(entries.iter().map(|e| row(&e.1, e.2, e.3.get(), e.4)));
-        }
-        let mut old = metrics.prepare_cached(
-            "SELECT minute, records, readings, ttl FROM metric_rows WHERE partition_key = ?1",
-        )?;
-        for found in old.query_map(params![partition_key], |r| {
-            let (minute, records, readings, ttl): (String, i64, String, i64) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok(row(
-                &minute,
-                records.try_into().unwrap_or(0),
-                &readings,
-                ttl,
-            ))
-        })? {
-            rows.push(found?);
-        }
-        let minutes: BTreeSet<&str> = rows.iter().map(|r| r.minute.as_str()).collect();
-        let newest: BTreeSet<String> = minutes
+        let groups: Vec<String> = metrics
+            .prepare_cached("SELECT entries FROM metric_groups WHERE partition_key = ?1")?
+            .query_map(params![partition_key], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let old: Vec<(String, i64, String, i64)> = metrics
+            .prepare_cached(
+                "SELECT minute, records, readings, ttl FROM metric_rows WHERE partition_key = ?1",
+            )?
+            .query_map(params![partition_key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        // Every row of the key as (minute, records, readings, ttl), readings
+        // unparsed until the row is among the newest minutes.
+        let mut found: Vec<(&str, u64, &str, i64)> = old
+            .iter()
+            .map(|(minute, records, readings, ttl)| {
+                (
+                    minute.as_str(),
+                    (*records).try_into().unwrap_or(0),
+                    readings.as_str(),
+                    *ttl,
+                )
+            })
+            .collect();
+        let entries = groups
+            .iter()
+            .map(|text| serde_json::from_str::<Vec<GroupEntry<'_>>>(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))?;
+        found.extend(
+            entries
+                .iter()
+                .flatten()
+                .map(|e| (e.1.as_ref(), e.2, e.3.get(), e.4)),
+        );
+        let minutes: BTreeSet<&str> = found.iter().map(|row| row.0).collect();
+        let newest: BTreeSet<&str> = minutes
             .into_iter()
             .rev()
             .take(usize::try_from(limit).unwrap_or(0))
-            .map(str::to_owned)
             .collect();
-        rows.retain(|r| newest.contains(&r.minute));
-        Ok(rows)
+        Ok(found
+            .into_iter()
+            .filter(|row| newest.contains(row.0))
+            .map(|(minute, records, readings, ttl)| MinuteMetrics {
+                partition_key: partition_key.to_owned(),
+                minute: minute.to_owned(),
+                batch_id: String::new(),
+                records,
+                readings: readings_of(readings),
+                ttl,
+            })
+            .collect())
     }
 
     /// Deletes rows (and their batches' ranges) whose TTL has passed; a
@@ -548,6 +560,9 @@ fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result
     write_batches(&tx, &batches)?;
     tx.commit()?;
     state.execute_batch("DROP TABLE key_metrics")?;
-    tracing::info!(rows = rows.len(), "moved the metrics table to schema 2");
+    tracing::info!(
+        rows = rows.len(),
+        "moved the metrics table into metric_groups"
+    );
     Ok(())
 }
