@@ -2,7 +2,8 @@
 //! nothing installed.
 //!
 //! - [`LocalObjectStore`]: objects as files under a root directory, written
-//!   atomically (temporary file, then rename), never outside the root.
+//!   atomically (a file without a name, then linked at its key), never outside
+//!   the root.
 //! - [`SqliteState`]: one SQLite database (bundled, no server) for dead letters,
 //!   batch metadata, the stream and checkpoints; the plugin registry joins it.
 //!   The metrics table has a database of its own beside it.

@@ -1,19 +1,24 @@
 //! Objects as files under a root directory.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+mod write;
 
-use tempfile::NamedTempFile;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use weir_core::backend::{BackendError, ObjectStore};
 
 use crate::Durability;
+use write::{TEMPORARY_PREFIX, write_objects};
 
 /// Objects as files: key `a/b/c.jsonl` is `<root>/a/b/c.jsonl`.
 #[derive(Debug, Clone)]
 pub struct LocalObjectStore {
     root: PathBuf,
     durability: Durability,
+    /// Whether the root's filesystem still takes unnamed files (see
+    /// [`write`]); shared by the store's clones.
+    unnamed: Arc<AtomicBool>,
 }
 
 impl LocalObjectStore {
@@ -30,7 +35,11 @@ impl LocalObjectStore {
         std::fs::create_dir_all(&root).map_err(|e| {
             BackendError::permanent(format!("creating the object root {}", root.display()), e)
         })?;
-        Ok(Self { root, durability })
+        Ok(Self {
+            root,
+            durability,
+            unnamed: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -66,80 +75,6 @@ impl LocalObjectStore {
     }
 }
 
-/// Writes the objects, each through a temporary file renamed over it: a
-/// reader (or a crash) sees an old object or the new one, never a torn one.
-/// On [`Durability::Disk`] each file's bytes are on disk before its rename,
-/// and the renames (entries in their directories) before this returns. In
-/// phases, all files at a time, so that a journaling filesystem commits a
-/// few times per batch rather than once per file: the first sync of a phase
-/// commits the others' metadata with it. Fails on the first object it cannot
-/// write, naming it.
-fn write_objects(
-    root: &Path,
-    objects: &[(PathBuf, Vec<u8>)],
-    durability: Durability,
-) -> Result<(), BackendError> {
-    let failed = |what: &str, path: &Path| {
-        let what = format!("{what} {}", path.display());
-        move |e: std::io::Error| io_error(what, e)
-    };
-    let sync = durability == Durability::Disk;
-    // The directories whose entries change, when they are to be synced.
-    let mut dirs = BTreeSet::new();
-    let mut written = Vec::with_capacity(objects.len());
-    for (path, body) in objects {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let (tmp, created) = write_temporary(dir, body).map_err(failed("writing object", path))?;
-        written.push((tmp, path));
-        if sync {
-            dirs.insert(dir.to_owned());
-        }
-        if sync && created {
-            // The new directories' own entries, up to the root.
-            dirs.extend(
-                dir.ancestors()
-                    .skip(1)
-                    .take_while(|a| a.starts_with(root))
-                    .map(Path::to_owned),
-            );
-        }
-    }
-    if sync {
-        for (tmp, path) in &written {
-            tmp.as_file()
-                .sync_all()
-                .map_err(failed("syncing object", path))?;
-        }
-    }
-    for (tmp, path) in written {
-        tmp.persist(path)
-            .map_err(|e| e.error)
-            .map_err(failed("writing object", path))?;
-    }
-    for dir in &dirs {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(failed("syncing directory", dir))?;
-    }
-    Ok(())
-}
-
-/// A temporary file in `dir` holding `body`, and whether `dir` had to be made.
-fn write_temporary(dir: &Path, body: &[u8]) -> std::io::Result<(NamedTempFile, bool)> {
-    // The partition's directory exists for all but an hour's first object:
-    // make it only when the temporary file cannot be made without it (a
-    // `create_dir_all` per object was two syscalls per object for nothing).
-    let (mut tmp, created) = match NamedTempFile::new_in(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
-            (NamedTempFile::new_in(dir)?, true)
-        }
-        made => (made?, false),
-    };
-    tmp.write_all(body)?;
-    Ok((tmp, created))
-}
-
 fn io_error(what: String, e: std::io::Error) -> BackendError {
     use std::io::ErrorKind::*;
     match e.kind() {
@@ -152,9 +87,10 @@ impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), BackendError> {
         let path = self.path_of(key)?;
         let what = format!("writing object {}", path.display());
-        let (root, durability) = (self.root.clone(), self.durability);
+        let (root, durability, unnamed) =
+            (self.root.clone(), self.durability, self.unnamed.clone());
         durability
-            .run_blocking(move || write_objects(&root, &[(path, body)], durability))
+            .run_blocking(move || write_objects(&root, &[(path, body)], durability, &unnamed))
             .await
             .map_err(|e| BackendError::retryable(what, e))?
     }
@@ -166,9 +102,10 @@ impl ObjectStore for LocalObjectStore {
             .into_iter()
             .map(|(key, body)| Ok((self.path_of(&key)?, body)))
             .collect::<Result<Vec<_>, BackendError>>()?;
-        let (root, durability) = (self.root.clone(), self.durability);
+        let (root, durability, unnamed) =
+            (self.root.clone(), self.durability, self.unnamed.clone());
         durability
-            .run_blocking(move || write_objects(&root, &paths, durability))
+            .run_blocking(move || write_objects(&root, &paths, durability, &unnamed))
             .await
             .map_err(|e| BackendError::retryable("writing objects", e))?
     }
@@ -244,9 +181,9 @@ fn collect_keys(
     Ok(())
 }
 
-/// Files `write_atomically` has not renamed yet (tempfile's `.tmp` prefix).
+/// Named temporary files not renamed over their key yet.
 fn is_temporary(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(".tmp"))
+        .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX))
 }
