@@ -29,6 +29,11 @@ fn the_demo_runs_the_pipeline_and_accounts_for_every_event() {
         dead > 0 && passed > 0,
         "the demo shows dead letters and pass-through: {stdout}"
     );
+    // Its throughput says what it includes: durable by default.
+    assert!(
+        stdout.contains("fsynced before its checkpoint moved"),
+        "{stdout}"
+    );
 
     // The processed objects hold exactly the written records, partitioned Hive-style.
     let processed = data_dir.join("objects/processed");

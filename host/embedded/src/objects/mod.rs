@@ -46,6 +46,11 @@ impl LocalObjectStore {
         &self.root
     }
 
+    /// How far an object is durable when a write returns.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// The file of a key, or an error when the key could leave the root: only
     /// plain relative segments are allowed (no `..`, `.`, absolute paths,
     /// empty segments or backslashes).
