@@ -15,6 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tempfile::NamedTempFile;
 use weir_core::backend::BackendError;
@@ -31,9 +32,9 @@ pub(super) const TEMPORARY_PREFIX: &str = ".tmp";
 
 /// Writes the objects. On [`Durability::Disk`] each file's bytes are on disk
 /// before it is linked, and the links (entries in their directories) before
-/// this returns. In phases, all files at a time, so that a journaling
-/// filesystem commits a few times per batch rather than once per file: the
-/// first sync of a phase commits the others' metadata with it. Fails on the
+/// this returns. In phases, all files at a time, their syncs waiting
+/// together (`sync_together`), so that a journaling filesystem commits a few
+/// times per batch rather than once per file. Fails on the
 /// first object it cannot write, naming it.
 ///
 /// `unnamed` says whether unnamed files still work under this root; it is
@@ -70,22 +71,73 @@ pub(super) fn write_objects(
         }
     }
     if sync {
-        for (file, path) in &staged {
+        sync_together(&staged, |(file, path)| {
             file.file()
                 .sync_all()
-                .map_err(failed("syncing object", path))?;
-        }
+                .map_err(failed("syncing object", path))
+        })?;
     }
     for (file, path) in staged {
         file.publish(path, unnamed)
             .map_err(failed("writing object", path))?;
     }
-    for dir in &dirs {
+    let dirs: Vec<_> = dirs.into_iter().collect();
+    sync_together(&dirs, |dir| {
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(failed("syncing directory", dir))?;
+            .map_err(failed("syncing directory", dir))
+    })
+}
+
+/// At most this many syncs wait at once.
+const SYNCS_AT_ONCE: usize = 8;
+
+/// A sync that takes longer waited for a device, and the others are worth
+/// threads of their own. Starting a thread costs ~20 µs; a sync that finds
+/// nothing to wait for (tmpfs, or the page cache already clean) ~1 µs.
+const WAITED_FOR_A_DEVICE: Duration = Duration::from_micros(50);
+
+/// Runs `sync` on every item; when the first waited for a device, the others
+/// several at a time on threads of their own. Syncs that wait together share
+/// the filesystem's journal commits and the device's queue, where one after
+/// another each waits for its own: a batch's 20 objects and 10 directories
+/// on ext4 took 4.6-5.6 ms synced in turn, 2.9-3.0 ms 4 at a time, 2.7-2.8
+/// ms 10 at a time (a model of the batch, this VM's disk). Where syncs cost
+/// nothing, threads would double a batch's time (tmpfs, measured): they run
+/// in turn. Returns the first failure.
+fn sync_together<T: Sync>(
+    items: &[T],
+    sync: impl Fn(&T) -> Result<(), BackendError> + Sync,
+) -> Result<(), BackendError> {
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    sync(first)?;
+    if rest.len() <= 1 || started.elapsed() < WAITED_FOR_A_DEVICE {
+        return rest.iter().try_for_each(&sync);
     }
-    Ok(())
+    let per_thread = rest.len().div_ceil(SYNCS_AT_ONCE);
+    let sync = &sync;
+    std::thread::scope(|scope| {
+        let mut waiting = Vec::new();
+        for share in rest.chunks(per_thread) {
+            let work = move || share.iter().try_for_each(sync);
+            match std::thread::Builder::new()
+                .name("weir-sync".into())
+                .spawn_scoped(scope, work)
+            {
+                Ok(thread) => waiting.push(thread),
+                // No thread to be had: this one syncs its share itself.
+                Err(_) => share.iter().try_for_each(sync)?,
+            }
+        }
+        waiting.into_iter().try_for_each(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
 }
 
 /// An object's bytes, written, not yet at its key.
@@ -277,6 +329,61 @@ mod tests {
             // Unnamed files work on the test machine's temporary directory.
             #[cfg(target_os = "linux")]
             assert_eq!(unnamed.load(Ordering::Relaxed), unnamed_first);
+        }
+    }
+
+    /// Every item synced once, in turn or on threads, and a failure
+    /// reported, whichever item fails.
+    #[test]
+    fn syncs_run_once_each_and_report_a_failure() {
+        use std::sync::atomic::AtomicUsize;
+        for first_waits in [Duration::ZERO, WAITED_FOR_A_DEVICE * 2] {
+            for failing in [None, Some(0), Some(7), Some(29)] {
+                let synced: Vec<AtomicUsize> = (0..30).map(|_| AtomicUsize::new(0)).collect();
+                let on_sync_threads = AtomicUsize::new(0);
+                let items: Vec<usize> = (0..30).collect();
+                let result = sync_together(&items, |&i| {
+                    if i == 0 {
+                        std::thread::sleep(first_waits);
+                    }
+                    synced[i].fetch_add(1, Ordering::Relaxed);
+                    if std::thread::current().name() == Some("weir-sync") {
+                        on_sync_threads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match failing {
+                        Some(f) if f == i => Err(BackendError::permanent(
+                            format!("syncing item {i}"),
+                            "refused",
+                        )),
+                        _ => Ok(()),
+                    }
+                });
+                let case = format!("first waits {first_waits:?}, failing {failing:?}");
+                if !first_waits.is_zero() && failing != Some(0) {
+                    // A slow first sync sends the others to threads.
+                    assert!(on_sync_threads.load(Ordering::Relaxed) > 0, "{case}");
+                }
+                match failing {
+                    None => {
+                        result.unwrap();
+                        assert!(
+                            synced.iter().all(|n| n.load(Ordering::Relaxed) == 1),
+                            "{case}"
+                        );
+                    }
+                    Some(f) => {
+                        let err = result.unwrap_err();
+                        assert!(
+                            err.to_string().contains(&format!("item {f}")),
+                            "{case}: {err}"
+                        );
+                        assert!(
+                            synced.iter().all(|n| n.load(Ordering::Relaxed) <= 1),
+                            "{case}"
+                        );
+                    }
+                }
+            }
         }
     }
 
