@@ -326,9 +326,12 @@ mod tests {
                 mode(&reference),
                 "unnamed first: {unnamed_first}"
             );
-            // Unnamed files work on the test machine's temporary directory.
-            #[cfg(target_os = "linux")]
-            assert_eq!(unnamed.load(Ordering::Relaxed), unnamed_first);
+            // Named temporary files are never traded back for unnamed ones.
+            // (Whether unnamed ones keep working depends on the machine's
+            // filesystem and kernel.)
+            if !unnamed_first {
+                assert!(!unnamed.load(Ordering::Relaxed));
+            }
         }
     }
 
@@ -391,7 +394,13 @@ mod tests {
     #[test]
     fn an_unnamed_file_can_be_linked_through_proc() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = unnamed_file(dir.path()).unwrap();
+        let mut file = match unnamed_file(dir.path()) {
+            Err(e) if unnamed_refused(&e) => {
+                eprintln!("skipped: this filesystem makes no unnamed files ({e})");
+                return;
+            }
+            made => made.unwrap(),
+        };
         file.write_all(b"linked").unwrap();
         let path = dir.path().join("object");
         link_through_proc(&file, &path).unwrap();
