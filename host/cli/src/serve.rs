@@ -32,6 +32,10 @@ pub struct Args {
     /// How long the oldest record waits for a fuller batch, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     batching_window_ms: u64,
+    /// A shard behind catches up this many full batches at a time, each its
+    /// own batch but made durable together (1: each on its own).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    batches_per_commit: u16,
     /// The checkpoint owner's name (two services with one name share progress).
     #[arg(long, default_value = "weir-serve")]
     consumer: String,
@@ -79,6 +83,7 @@ pub fn run(runtime: Runtime, args: Args) -> anyhow::Result<ExitCode> {
             name: args.consumer.clone(),
             batch_size: args.batch_size,
             batching_window: Duration::from_millis(args.batching_window_ms),
+            batches_per_commit: usize::from(args.batches_per_commit),
             telemetry,
             ..Default::default()
         };

@@ -239,7 +239,47 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             _ if refused.is_empty() => return Ok(BatchResult::empty()),
             _ => (SequenceNumber::from_u64(0), SequenceNumber::from_u64(0)),
         };
-        let run = Run {
+        let run = self.batch_run(shard_id, &first_seq, &last_seq, refused);
+        self.run(run, records, processed_at).await
+    }
+
+    /// Consecutive batches of one shard, oldest first, each processed as
+    /// [`Self::process_batch`] would (its own objects, keys, dead letters,
+    /// metadata and metrics) but made durable together: one write of all
+    /// their objects, whose syncs wait together, and one transaction for
+    /// their metadata. `Ok` means all of them are durable: checkpoint after
+    /// the last. An `Err` leaves none of them written: retry them all.
+    pub async fn process_batches(
+        &self,
+        shard_id: &str,
+        batches: &[&[StreamRecord]],
+        processed_at: DateTime<Utc>,
+    ) -> Result<Vec<BatchResult>, BackendError> {
+        let ranges: Vec<_> = batches
+            .iter()
+            .filter_map(|records| {
+                let sequences = records.iter().map(|r| &r.sequence_number);
+                Some((*records, sequences.clone().min()?, sequences.max()?))
+            })
+            .collect();
+        let mut prepared = Vec::with_capacity(ranges.len());
+        for (records, first_seq, last_seq) in ranges {
+            let run = self.batch_run(shard_id, first_seq, last_seq, Vec::new());
+            let span = batch_span(&run, records.len());
+            prepared.push(span.in_scope(|| self.prepare(run, records, processed_at))?);
+        }
+        self.persist(prepared).await
+    }
+
+    /// The run of a batch of stream records from `first_seq` to `last_seq`.
+    fn batch_run<'a>(
+        &self,
+        shard_id: &'a str,
+        first_seq: &'a SequenceNumber,
+        last_seq: &'a SequenceNumber,
+        refused: Vec<DeadLetter>,
+    ) -> Run<'a> {
+        Run {
             batch_id: format!("{shard_id}-{first_seq}-{last_seq}"),
             shard_id,
             first_seq: first_seq.as_str(),
@@ -247,8 +287,7 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
             write_raw: true,
             enrich: self.settings.mode == Mode::SingleStage,
             refused,
-        };
-        self.run(run, records, processed_at).await
+        }
     }
 
     /// Runs a batch inside its span (`batch`: shard, batch id, sequence

@@ -9,6 +9,12 @@
 //! after a resharding a child shard waits until its parents are read to
 //! their end, so each partition key's records stay in order, and the service
 //! looks for new shards every `shard_refresh`.
+//!
+//! A shard behind by more than a batch (a backlog, a restart, the demo)
+//! catches up `batches_per_commit` full batches at a time: each its own batch
+//! as above, but made durable together, so their syncs and commits are
+//! shared, and checkpointed once after the last. Only full batches are
+//! grouped, so each has the records, and the keys, it would have had alone.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,7 +27,7 @@ use weir_core::backend::{BackendError, DeadLetterQueue, MetadataStore, ObjectSto
 use weir_core::stream::{ShardLineage, StartingPosition, StreamSource, parents_first};
 
 use crate::telemetry::BatchObservation;
-use crate::{BatchCounts, Mode, Pipeline};
+use crate::{BatchCounts, BatchResult, Mode, Pipeline};
 
 /// How a consumer batches and polls.
 #[derive(Debug, Clone)]
@@ -30,6 +36,9 @@ pub struct ConsumerSettings {
     pub name: String,
     pub batch_size: usize,
     pub batching_window: Duration,
+    /// How many full batches of a shard behind are made durable together
+    /// (1: each on its own).
+    pub batches_per_commit: usize,
     /// How often an idle shard is read again.
     pub poll_interval: Duration,
     /// How often the service looks for new shards (after a resharding).
@@ -44,6 +53,7 @@ impl Default for ConsumerSettings {
             name: "weir".into(),
             batch_size: 100,
             batching_window: Duration::from_secs(5),
+            batches_per_commit: 10,
             poll_interval: Duration::from_millis(200),
             shard_refresh: Duration::from_secs(10),
             telemetry: None,
@@ -105,14 +115,37 @@ where
         let shard = shard.shard_id;
         loop {
             let from = position(stream, &settings.name, &shard).await?;
-            let read = stream.read(&shard, &from, settings.batch_size).await?;
+            let read = stream.read(&shard, &from, settings.read_limit()).await?;
             if read.records.is_empty() {
                 break;
             }
-            report.add(&process(stream, pipeline, settings, &shard, &read.records).await?);
+            // The last, short batch alone, as one batch at a time would.
+            let batches = settings.full_batches(&read.records);
+            let batches = if batches.is_empty() {
+                vec![&read.records[..]]
+            } else {
+                batches
+            };
+            report.add(&process(stream, pipeline, settings, &shard, &batches).await?);
         }
     }
     Ok(report)
+}
+
+impl ConsumerSettings {
+    /// How many records a shard's read asks for.
+    fn read_limit(&self) -> usize {
+        self.batch_size.max(1) * self.batches_per_commit.max(1)
+    }
+
+    /// The full batches at the front of `records` (at most
+    /// `batches_per_commit`); none when there is not a full batch.
+    fn full_batches<'r, T>(&self, records: &'r [T]) -> Vec<&'r [T]> {
+        records
+            .chunks_exact(self.batch_size.max(1))
+            .take(self.batches_per_commit.max(1))
+            .collect()
+    }
 }
 
 async fn position<S: StreamSource>(
@@ -126,12 +159,14 @@ async fn position<S: StreamSource>(
     })
 }
 
+/// Processes consecutive batches of a shard, makes them durable together,
+/// then moves the checkpoint past the last.
 async fn process<S, O, D, M>(
     stream: &S,
     pipeline: &Pipeline<O, D, M>,
     settings: &ConsumerSettings,
     shard: &str,
-    records: &[weir_core::stream::StreamRecord],
+    batches: &[&[weir_core::stream::StreamRecord]],
 ) -> Result<ConsumeReport, BackendError>
 where
     S: StreamSource,
@@ -140,38 +175,40 @@ where
     M: MetadataStore,
 {
     let started = std::time::Instant::now();
-    let result = pipeline.process_batch(shard, records, Utc::now()).await?;
-    let mut counts = result.counts.clone();
-    let mut objects_written = result.object_keys.len() as u32;
+    let results = pipeline.process_batches(shard, batches, Utc::now()).await?;
+    let mut report = ConsumeReport::default();
+    for result in &results {
+        report.batches += 1;
+        report.counts.add(&result.counts);
+        report.objects_written += result.object_keys.len() as u32;
+    }
     if pipeline.settings.mode == Mode::TwoStage {
         // What an S3 notification does on AWS, before the checkpoint so a
         // crash replays both stages.
-        // Its raw objects together: one write of their outputs and metadata.
-        let raw_keys: Vec<&str> = result.raw_keys().collect();
+        // The raw objects together: one write of their outputs and metadata.
+        let raw_keys: Vec<&str> = results.iter().flat_map(BatchResult::raw_keys).collect();
         let transformed = pipeline.transform_objects(&raw_keys, Utc::now()).await?;
         for (raw_key, transformed) in raw_keys.iter().zip(transformed) {
             let transformed = transformed.ok_or_else(|| {
                 BackendError::retryable(*raw_key, "the raw object just written is gone")
             })?;
-            counts.add_enrichment(&transformed.counts);
-            objects_written += transformed.object_keys.len() as u32;
+            report.counts.add_enrichment(&transformed.counts);
+            report.objects_written += transformed.object_keys.len() as u32;
         }
     }
     if let Some(telemetry) = &settings.telemetry {
-        let observed =
-            BatchObservation::new(result.clone(), records, started.elapsed(), Utc::now());
-        telemetry.observe(&observed);
+        // Each batch waited for the whole group to be durable.
+        for (result, records) in results.into_iter().zip(batches) {
+            let observed = BatchObservation::new(result, records, started.elapsed(), Utc::now());
+            telemetry.observe(&observed);
+        }
     }
-    if let Some(last) = records.last() {
+    if let Some(last) = batches.last().and_then(|records| records.last()) {
         stream
             .set_checkpoint(&settings.name, shard, last.sequence_number.clone())
             .await?;
     }
-    Ok(ConsumeReport {
-        batches: 1,
-        counts,
-        objects_written,
-    })
+    Ok(report)
 }
 
 /// Consumes every shard until `shutdown` resolves, then finishes the batch in
@@ -311,8 +348,8 @@ where
     while !*stop.borrow() {
         let step = async {
             let from = position(stream, &settings.name, shard).await?;
-            let read = stream.read(shard, &from, settings.batch_size).await?;
-            let full = read.records.len() >= settings.batch_size;
+            let read = stream.read(shard, &from, settings.read_limit()).await?;
+            let full = settings.full_batches(&read.records);
             let waited = waiting_since.is_some_and(|t| t.elapsed() >= settings.batching_window);
             if read.records.is_empty() {
                 waiting_since = None;
@@ -322,13 +359,19 @@ where
                     Step::Idle
                 });
             }
+            if !full.is_empty() {
+                waiting_since = None;
+                return process(stream, pipeline, settings, shard, &full)
+                    .await
+                    .map(Step::Batch);
+            }
             // A closed shard's last records will never make a fuller batch.
-            if !full && !waited && !read.shard_ended {
+            if !waited && !read.shard_ended {
                 waiting_since.get_or_insert_with(Instant::now);
                 return Ok(Step::Idle);
             }
             waiting_since = None;
-            process(stream, pipeline, settings, shard, &read.records)
+            process(stream, pipeline, settings, shard, &[&read.records[..]])
                 .await
                 .map(Step::Batch)
         };

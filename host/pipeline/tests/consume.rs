@@ -8,13 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weir_core::backend::{BackendError, ObjectStore};
+use weir_core::backend::{BackendError, MetadataStore, ObjectStore};
 use weir_core::stream::{PutRecord, PutResult, StreamSink, StreamSource};
 use weir_embedded::{EmbeddedStream, LocalObjectStore, SqliteState, StreamSettings};
 use weir_pipeline::{ConsumerSettings, Mode, Pipeline, PipelineSettings, drain, serve};
 
 async fn produce(stream: &EmbeddedStream, n: usize) {
-    let records = (0..n)
+    produce_numbered(stream, 0..n).await;
+}
+
+/// Records numbered `ns` (the `n` field), half transactions, half metrics.
+async fn produce_numbered(stream: &EmbeddedStream, ns: std::ops::Range<usize>) {
+    let records = ns
         .map(|i| {
             let event = if i % 2 == 0 {
                 json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z", "amount": i, "n": i})
@@ -166,8 +171,11 @@ impl ObjectStore for CrashingStore {
 async fn a_crash_mid_batch_replays_without_losing_or_duplicating_records() {
     let s = setup().await;
     produce(&s.stream, 300).await;
+    // Two batches of 50 (~8 objects) are made durable together: the 9th
+    // object fails the second group of the first shard.
     let settings = ConsumerSettings {
         batch_size: 50,
+        batches_per_commit: 2,
         ..Default::default()
     };
     let crashing = CrashingStore {
@@ -197,6 +205,53 @@ async fn a_crash_mid_batch_replays_without_losing_or_duplicating_records() {
     assert_eq!(ns.len(), 300, "every record exactly once");
 }
 
+/// A shard behind catches up several batches per commit; each batch is the
+/// one it would have been alone: the same records, objects, keys and
+/// metadata, and the same checkpoints.
+#[tokio::test]
+async fn catching_up_in_groups_writes_what_one_batch_at_a_time_writes() {
+    let mut outcomes = Vec::new();
+    for batches_per_commit in [1, 4] {
+        let s = setup().await;
+        produce(&s.stream, 1_030).await;
+        let p = pipeline(LocalObjectStore::open(&s.root).unwrap(), &s.state);
+        let settings = ConsumerSettings {
+            batch_size: 100,
+            batches_per_commit,
+            ..Default::default()
+        };
+        let report = drain(&s.stream, &p, &settings).await.unwrap();
+        assert_eq!(report.counts.records, 1_030);
+        assert!(report.counts.is_balanced(true), "{:?}", report.counts);
+        assert_eq!(processed_ns(&p.objects).await.len(), 1_030);
+        let mut batches = Vec::new();
+        let mut checkpoints = Vec::new();
+        for shard in s.stream.shards().await.unwrap() {
+            for b in s.state.batches_for_shard(&shard, 1_000).await.unwrap() {
+                batches.push((
+                    b.batch_id,
+                    b.total_records,
+                    b.success_records,
+                    b.object_keys,
+                ));
+            }
+            checkpoints.push(s.stream.checkpoint("weir", &shard).await.unwrap());
+        }
+        batches.sort();
+        let keys = p.objects.list("").await.unwrap();
+        outcomes.push((report.batches, batches, checkpoints, keys));
+    }
+    let (alone, grouped) = (&outcomes[0], &outcomes[1]);
+    assert!(alone.0 >= 11, "batches of at most 100: {}", alone.0);
+    assert_eq!(alone.0, grouped.0, "as many batches");
+    assert_eq!(
+        alone.1, grouped.1,
+        "the same batches, with the same objects"
+    );
+    assert_eq!(alone.2, grouped.2, "the same checkpoints");
+    assert_eq!(alone.3, grouped.3, "the same object keys");
+}
+
 #[tokio::test]
 async fn serve_consumes_as_records_arrive_and_stops_cleanly() {
     let s = setup().await;
@@ -222,10 +277,19 @@ async fn serve_consumes_as_records_arrive_and_stops_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A backlog: full batches, several per commit, then the rest.
+    produce_numbered(&s.stream, 30..480).await;
+    while processed_ns(&p.objects).await.len() < 480 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = stop_tx.send(());
     let report = service.await.unwrap().unwrap();
-    assert_eq!(report.counts.records, 30);
-    assert_eq!(processed_ns(&p.objects).await.len(), 30);
+    assert_eq!(report.counts.records, 480);
+    assert_eq!(processed_ns(&p.objects).await.len(), 480);
 }
 
 #[tokio::test]
