@@ -248,27 +248,37 @@ impl<O: ObjectStore, D: DeadLetterQueue, M: MetadataStore> Pipeline<O, D, M> {
     /// metadata and metrics) but made durable together: one write of all
     /// their objects, whose syncs wait together, and one transaction for
     /// their metadata. `Ok` means all of them are durable: checkpoint after
-    /// the last. An `Err` leaves none of them written: retry them all.
+    /// the last; its results are in the batches' order. An `Err` leaves none
+    /// of them written: retry them all.
     pub async fn process_batches(
         &self,
         shard_id: &str,
         batches: &[&[StreamRecord]],
         processed_at: DateTime<Utc>,
     ) -> Result<Vec<BatchResult>, BackendError> {
-        let ranges: Vec<_> = batches
-            .iter()
-            .filter_map(|records| {
-                let sequences = records.iter().map(|r| &r.sequence_number);
-                Some((*records, sequences.clone().min()?, sequences.max()?))
-            })
-            .collect();
-        let mut prepared = Vec::with_capacity(ranges.len());
-        for (records, first_seq, last_seq) in ranges {
+        let mut prepared = Vec::with_capacity(batches.len());
+        for records in batches {
+            let sequences = records.iter().map(|r| &r.sequence_number);
+            let (Some(first_seq), Some(last_seq)) = (sequences.clone().min(), sequences.max())
+            else {
+                continue;
+            };
             let run = self.batch_run(shard_id, first_seq, last_seq, Vec::new());
             let span = batch_span(&run, records.len());
             prepared.push(span.in_scope(|| self.prepare(run, records, processed_at))?);
         }
-        self.persist(prepared).await
+        let mut persisted = self.persist(prepared).await?.into_iter();
+        // An empty batch has nothing to persist, and an empty result.
+        Ok(batches
+            .iter()
+            .map(|records| {
+                if records.is_empty() {
+                    BatchResult::empty()
+                } else {
+                    persisted.next().expect("one result per batch persisted")
+                }
+            })
+            .collect())
     }
 
     /// The run of a batch of stream records from `first_seq` to `last_seq`.
