@@ -34,8 +34,8 @@ pub(super) const TEMPORARY_PREFIX: &str = ".tmp";
 /// before it is linked, and the links (entries in their directories) before
 /// this returns. In phases, all files at a time, their syncs waiting
 /// together (`sync_together`), so that a journaling filesystem commits a few
-/// times per batch rather than once per file. Fails on the
-/// first object it cannot write, naming it.
+/// times per batch rather than once per file. Fails on the first object it
+/// cannot write, naming it.
 ///
 /// `unnamed` says whether unnamed files still work under this root; it is
 /// cleared the first time the filesystem or kernel refuses one.
