@@ -45,8 +45,8 @@ pub struct Args {
     #[arg(long)]
     no_python: bool,
     /// Where the runs write (default: the system's temporary directory). On
-    /// ext4 creating thousands of small files dominates both sides; a tmpfs
-    /// such as /dev/shm measures the code instead.
+    /// a disk, creating thousands of small files is a large share of both
+    /// sides' time; a tmpfs such as /dev/shm measures the code instead.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Internal: run one configuration and print its figures as JSON.
@@ -181,6 +181,8 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
     let mut python_runs = Vec::new();
     let exe = std::env::current_exe()?;
     let root = build::repo_root();
+    let runs_per_round = CONFIGS.len() + usize::from(!args.no_python);
+    let mut outputs = Outputs::new(dir.path(), runs_per_round * args.repeat as usize);
     for _ in 0..args.repeat {
         if !args.no_python {
             let out = tempfile::tempdir_in(dir.path())?;
@@ -191,6 +193,7 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
                 .arg(out.path())
                 .arg(args.batch_size.to_string());
             python_runs.push(figures_of(&mut command)?);
+            outputs.done(out);
         }
         for (config, runs) in CONFIGS.iter().zip(&mut weir_runs) {
             let out = tempfile::tempdir_in(dir.path())?;
@@ -213,8 +216,10 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
                 .arg("--wasm-dir")
                 .arg(&wasm_dir);
             runs.push(figures_of(&mut command)?);
+            outputs.done(out);
         }
     }
+    drop(outputs);
 
     let report = |label: &str, runs: &mut Vec<Figures>| -> (f64, f64) {
         let mut seconds: Vec<f64> = runs.iter().map(|f| f.seconds).collect();
@@ -345,6 +350,75 @@ fn worker(cache_dir: Option<PathBuf>, args: &Args, config: Config) -> anyhow::Re
     })
 }
 
+/// The runs' output directories, and when they are deleted. Deleted right
+/// after its run, a run's thousands of files make ext4 slow for the next
+/// runs: its inode allocator steps over recently deleted inodes one by one
+/// (`recently_deleted`, `find_inode_bit`: 40-67% of a run's CPU, measured
+/// with `perf`), so the later runs would measure that. The outputs are kept
+/// until the bench ends when they fit in a quarter of the free space (judged
+/// by the first run's), else each is deleted after its run, and it says so.
+struct Outputs {
+    parent: PathBuf,
+    runs: usize,
+    keep: Option<bool>,
+    kept: Vec<tempfile::TempDir>,
+}
+
+impl Outputs {
+    fn new(parent: &Path, runs: usize) -> Self {
+        Self {
+            parent: parent.to_owned(),
+            runs,
+            keep: None,
+            kept: Vec::new(),
+        }
+    }
+
+    /// A run is done with `out`.
+    fn done(&mut self, out: tempfile::TempDir) {
+        let keep = *self.keep.get_or_insert_with(|| {
+            let size = bytes_under(out.path());
+            let needed = size.saturating_mul(self.runs as u64);
+            let free = rustix::fs::statvfs(&self.parent)
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+                .unwrap_or(0);
+            let keep = fits(needed, free);
+            if !keep {
+                eprintln!(
+                    "note: deleting each run's output after it ({} MB for all {} runs, {} MB free); on ext4 the later runs then measure its inode allocator too",
+                    needed / 1_000_000,
+                    self.runs,
+                    free / 1_000_000
+                );
+            }
+            keep
+        });
+        if keep {
+            self.kept.push(out);
+        }
+    }
+}
+
+/// Whether outputs of `needed` bytes in all may stay: a quarter of the
+/// `free` space at most, leaving room for whatever else writes there.
+fn fits(needed: u64, free: u64) -> bool {
+    needed < free / 4
+}
+
+/// The bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 type BenchPipeline = Pipeline<LocalObjectStore, SqliteState, SqliteState>;
 
 /// One shard's invocations in turn, as Lambda runs them; each one's latency.
@@ -406,4 +480,22 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_measured_and_kept_only_when_they_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/one"), vec![0; 1000]).unwrap();
+        std::fs::write(dir.path().join("a/two"), vec![0; 234]).unwrap();
+        assert_eq!(bytes_under(dir.path()), 1234);
+        assert_eq!(bytes_under(&dir.path().join("missing")), 0);
+        assert!(fits(999, 4000));
+        assert!(!fits(1000, 4000));
+        assert!(!fits(1, 0));
+    }
 }
