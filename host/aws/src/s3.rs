@@ -12,6 +12,9 @@ pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// The size of each part but the last (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 
+/// PUTs of one `put_all` in flight at once.
+const PUTS_IN_FLIGHT: usize = 64;
+
 /// Server-side encryption of written objects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Encryption {
@@ -193,21 +196,31 @@ impl ObjectStore for S3ObjectStore {
         Ok(())
     }
 
-    /// Concurrently: a batch's objects are independent PUTs.
+    /// Concurrently, [`PUTS_IN_FLIGHT`] at most: a batch's objects are
+    /// independent PUTs (a service catching up writes several batches'
+    /// objects at once, hundreds of them).
     async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), BackendError> {
         let mut tasks = tokio::task::JoinSet::new();
-        for (key, body) in objects {
-            let store = self.clone();
-            tasks.spawn(async move { store.put(&key, body).await });
-        }
         let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
+        let mut note = |done: Result<Result<(), BackendError>, tokio::task::JoinError>| {
             let result = done
                 .map_err(|e| BackendError::retryable("writing objects", e.to_string()))
                 .and_then(|r| r);
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
+        };
+        for (key, body) in objects {
+            if tasks.len() >= PUTS_IN_FLIGHT
+                && let Some(done) = tasks.join_next().await
+            {
+                note(done);
+            }
+            let store = self.clone();
+            tasks.spawn(async move { store.put(&key, body).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            note(done);
         }
         first_error.map_or(Ok(()), Err)
     }

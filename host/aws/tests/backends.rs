@@ -88,6 +88,23 @@ async fn objects_go_to_their_stage_bucket_whole_and_large_ones_in_parts() {
     objects.delete(raw).await.unwrap();
     objects.delete(raw).await.unwrap();
     assert_eq!(objects.get(raw).await.unwrap(), None);
+
+    // More objects than go up at once (a service catching up): all of them.
+    let many: Vec<(String, Vec<u8>)> = (0..150)
+        .map(|i| {
+            let key =
+                format!("raw/event_type=many/year=2024/month=01/day=15/hour=10/s-{i}-{i}.jsonl");
+            (key, format!("{{\"i\":{i}}}\n").into_bytes())
+        })
+        .collect();
+    objects.put_all(many.clone()).await.unwrap();
+    assert_eq!(
+        objects.list("raw/event_type=many/").await.unwrap().len(),
+        150
+    );
+    for (key, body) in [&many[0], &many[77], &many[149]] {
+        assert_eq!(&objects.get(key).await.unwrap().unwrap(), body);
+    }
 }
 
 fn batch(id: &str, shard: &str, at: &str, total: u32) -> BatchMetadata {
