@@ -35,6 +35,8 @@ pub const SUPPORTED_CONTRACTS: &[&str] = &[
     Contract::ALL[0].enricher_export(),
     Contract::ALL[1].enricher_export(),
 ];
+// A version added to `Contract::ALL` must be listed above too.
+const _: () = assert!(SUPPORTED_CONTRACTS.len() == Contract::ALL.len());
 
 /// Whether a plugin's self-declared contract version is one this host runs.
 pub fn is_supported_contract(version: &str) -> bool {

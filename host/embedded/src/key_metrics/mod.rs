@@ -7,9 +7,9 @@
 //! JSON array, to `pending_key_metrics` in its own transaction (in `weir.db`,
 //! durable with its metadata, so a crash loses none), and
 //! [`MetricsDb::flush`] moves them into `weir-metrics.db` (under that
-//! database's own write lock) many batches at a time: once
-//! [`FLUSH_AFTER`] rows' worth wait (on a thread of its own at a lower CPU priority, not in the way of
-//! the batches) and before anything reads the table.
+//! database's own write lock) many batches at a time: once [`FLUSH_AFTER`]
+//! rows' worth wait (on a thread of its own at a lower CPU priority, not in
+//! the way of the batches) and before anything reads the table.
 //!
 //! A flush writes one row per partition key into `metric_groups`, holding as
 //! entries every row of that key from the batches it moves: one index entry

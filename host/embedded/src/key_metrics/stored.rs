@@ -58,11 +58,11 @@ pub(super) struct GroupEntry<'a>(
 
 /// A row's readings as they are stored, pending, in group entries and in
 /// `metric_rows`: a reading of one record as its value alone
-/// (`"temperature":21.5`), others as `[count, min, max, sum]`. Most rows of a batch are one record's (a
-/// sensor, a user seen once in the batch): a batch's rows take ~30% fewer
-/// bytes than with named fields (12.9 → 8.9 KB for the bench's batches of
-/// 100), which rows written before still have (they read, see
-/// [`StoredReading`]).
+/// (`"temperature":21.5`), others as `[count, min, max, sum]`. Most rows of
+/// a batch are one record's (a sensor, a user seen once in the batch): a
+/// batch's rows take ~30% fewer bytes than with named fields (12.9 → 8.9 KB
+/// for the bench's batches of 100), which rows written before still have
+/// (they read, see [`StoredReading`]).
 pub(super) struct StoredReadings<'a>(pub(super) &'a BTreeMap<String, Reading>);
 
 impl Serialize for StoredReadings<'_> {

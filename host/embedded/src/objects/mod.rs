@@ -90,14 +90,7 @@ fn io_error(what: String, e: std::io::Error) -> BackendError {
 
 impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), BackendError> {
-        let path = self.path_of(key)?;
-        let what = format!("writing object {}", path.display());
-        let (root, durability, unnamed) =
-            (self.root.clone(), self.durability, self.unnamed.clone());
-        durability
-            .run_blocking(move || write_objects(&root, &[(path, body)], durability, &unnamed))
-            .await
-            .map_err(|e| BackendError::retryable(what, e))?
+        self.put_all(vec![(key.to_owned(), body)]).await
     }
 
     /// All in one blocking task: a batch's objects cost one hand-over to
