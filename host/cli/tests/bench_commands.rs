@@ -31,6 +31,7 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
         "python seed pipeline, 1 core",
         "weir two-stage / python, 1 core",
         "2 cores / 1 core, single-stage",
+        "object writes alone, single-stage 1 core",
     ] {
         let line = stdout
             .lines()
@@ -43,4 +44,46 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
             .unwrap_or_else(|| panic!("no figure in {line}"));
         assert!(figure > 0.0, "{line}");
     }
+    // Each Weir run says where its time went: shares of its core time.
+    let share = |line: &str, part: &str| -> f64 {
+        let after = line
+            .split(part)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no `{part}` in {line}"));
+        let share: f64 = after
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap();
+        assert!((0.0..=100.0).contains(&share), "{line}");
+        share
+    };
+    let weir_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("weir ") && l.contains("rec/s"))
+        .collect();
+    assert_eq!(weir_lines.len(), 5, "{stdout}");
+    for line in &weir_lines {
+        assert!(
+            share(line, "objects ") + share(line, "commits ") <= 100.0,
+            "{line}"
+        );
+    }
+    // The object writes alone go faster than the whole pipeline that made them.
+    let rate = |label: &str| -> f64 {
+        let line = stdout.lines().find(|l| l.starts_with(label)).unwrap();
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        rate("object writes alone, single-stage 1 core")
+            > rate("weir single-stage, 1 core, no fsync"),
+        "{stdout}"
+    );
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 
 pub mod pipeline;
 pub mod plugins;
+mod timed;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
