@@ -2,10 +2,12 @@
 //! can say where a run's time went: writing objects, committing batches,
 //! or the rest (intake, validation, plugins, envelope).
 //!
-//! Wall time, not CPU time: with fsync a write waits for the disk on a
+//! Wall time, for the shares: with fsync a write waits for the disk on a
 //! blocking thread, and that wait is the point. On one core the background
 //! move of metric rows takes its share of the core from whatever runs, so
-//! each part's figure carries its part of that too.
+//! each part's wall time carries its part of that too. So the calling
+//! thread's CPU time is counted as well: without fsync a write runs on that
+//! thread start to end, and its CPU time is the write's own cost.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,23 +19,38 @@ use weir_core::backend::{
 };
 use weir_core::metrics::MinuteMetrics;
 
-/// Time spent, summed over every task that shares it.
+/// Time spent, summed over every task that shares it: wall time and the
+/// calling thread's CPU time, in nanoseconds.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Stopwatch(Arc<AtomicU64>);
+pub(super) struct Stopwatch(Arc<[AtomicU64; 2]>);
 
 impl Stopwatch {
-    /// Runs `work`, adding its wall time.
+    /// Runs `work`, adding its wall time and its thread's CPU time.
     async fn time<T>(&self, work: impl Future<Output = T>) -> T {
-        let started = Instant::now();
+        let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
         let out = work.await;
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.0.fetch_add(nanos, Ordering::Relaxed);
+        // The CPU interval inside the wall one.
+        let cpu = thread_cpu_nanos().saturating_sub(cpu);
+        let wall = u64::try_from(wall.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0[0].fetch_add(wall, Ordering::Relaxed);
+        self.0[1].fetch_add(cpu, Ordering::Relaxed);
         out
     }
 
     pub(super) fn seconds(&self) -> f64 {
-        self.0.load(Ordering::Relaxed) as f64 / 1e9
+        self.0[0].load(Ordering::Relaxed) as f64 / 1e9
     }
+
+    /// The calling threads' CPU time: the work's own cost where it ran on
+    /// its caller's thread without yielding (writes without fsync).
+    pub(super) fn cpu_seconds(&self) -> f64 {
+        self.0[1].load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
+fn thread_cpu_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 /// A seam whose writes are timed by a [`Stopwatch`]; reads are not (the
@@ -125,6 +142,8 @@ mod tests {
             .unwrap();
         let after_write = store.writes.seconds();
         assert!(after_write > 0.0);
+        let cpu = store.writes.cpu_seconds();
+        assert!(cpu > 0.0 && cpu <= after_write, "{cpu} {after_write}");
         assert_eq!(
             store.get("raw/a.jsonl").await.unwrap().as_deref(),
             Some(&b"{}\n"[..])
