@@ -22,6 +22,18 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
     .unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    // The first figure after `label` on the line starting with it.
+    let figure = |label: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.trim_end_matches('x').parse().ok())
+            .unwrap_or_else(|| panic!("no figure in {line}"))
+    };
     for label in [
         "weir two-stage, 1 core, no fsync",
         "weir single-stage, 1 core, no fsync",
@@ -33,16 +45,7 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
         "2 cores / 1 core, single-stage",
         "object writes alone, single-stage 1 core",
     ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(label))
-            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
-        let figure: f64 = line[label.len()..]
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.trim_end_matches('x').parse().ok())
-            .unwrap_or_else(|| panic!("no figure in {line}"));
-        assert!(figure > 0.0, "{line}");
+        assert!(figure(label) > 0.0, "{label}");
     }
     // Each Weir run says where its time went: shares of its core time.
     let share = |line: &str, part: &str| -> f64 {
@@ -72,18 +75,9 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
         );
     }
     // The object writes alone go faster than the whole pipeline that made them.
-    let rate = |label: &str| -> f64 {
-        let line = stdout.lines().find(|l| l.starts_with(label)).unwrap();
-        line[label.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     assert!(
-        rate("object writes alone, single-stage 1 core")
-            > rate("weir single-stage, 1 core, no fsync"),
+        figure("object writes alone, single-stage 1 core")
+            > figure("weir single-stage, 1 core, no fsync"),
         "{stdout}"
     );
 }
