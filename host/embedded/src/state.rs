@@ -364,7 +364,10 @@ impl DeadLetterQueue for SqliteState {
 /// throughput (`weir bench pipeline`'s worker, 4 alternating runs; 1.2 ms
 /// with no flush at all). On a contended core it still gets about a tenth of
 /// it, all of an idle one, and a read moves whatever is left first. Where
-/// lowering the priority is refused, it runs as is.
+/// lowering the priority is refused, it runs as is. A flush also yields the
+/// core every 200 µs of its work (`key_metrics::Pace`): the scheduler would
+/// otherwise let it run a whole tick, 4 ms, in the middle of a batch (p99
+/// 4.2-4.4 → 1.5-1.7 ms).
 fn spawn_flusher(
     metrics: Arc<MetricsDb>,
     state: Arc<Mutex<Connection>>,
