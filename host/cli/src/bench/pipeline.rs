@@ -289,11 +289,13 @@ pub fn run(cache_dir: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
         // yardstick would leave per record for everything else: intake,
         // validation, plugins, envelope, commits.
         let left_us = 1e6 * (1.0 / (10.0 * python.0) - 1.0 / rates[1].2);
+        let rest_us = 1e6 * (1.0 / rates[1].0 - 1.0 / rates[1].2);
         println!(
-            "object writes alone, single-stage 1 core {:>9.0} rec/s = {:.1}x python; at 10x python {:.2} us a record left for the rest",
+            "object writes alone, single-stage 1 core {:>9.0} rec/s = {:.1}x python; at 10x python {:.2} us a record left for the rest, which takes {:.2} us here",
             rates[1].2,
             rates[1].2 / python.0,
-            left_us.max(0.0)
+            left_us.max(0.0),
+            rest_us
         );
     }
     println!(
