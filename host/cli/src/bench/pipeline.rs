@@ -7,7 +7,9 @@
 //! metadata in SQLite. Each configuration runs in its own process pinned with
 //! `taskset` to one core or two; runs are interleaved and the best and median
 //! reported. Figures: records/s, MB/s of record data, p50/p99 batch latency
-//! (a Lambda invocation: both stages in two-stage mode), peak RSS.
+//! (a Lambda invocation: both stages in two-stage mode), peak RSS, the shares
+//! of a run's time spent writing objects and committing batches, and the
+//! ceiling the object writes alone set (see [`super::timed`]).
 //!
 //! Target (issue 3): ≥ 10× the Python pipeline on one core; ≥ 1.8× more on
 //! two cores than on one.
