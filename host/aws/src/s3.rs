@@ -196,7 +196,7 @@ impl ObjectStore for S3ObjectStore {
         Ok(())
     }
 
-    /// Concurrently, [`PUTS_IN_FLIGHT`] at most: a batch's objects are
+    /// Concurrently, 64 at most (`PUTS_IN_FLIGHT`): a batch's objects are
     /// independent PUTs (a service catching up writes several batches'
     /// objects at once, hundreds of them).
     async fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), BackendError> {

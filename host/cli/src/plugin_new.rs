@@ -13,7 +13,7 @@ pub struct Args {
     /// The event type it handles.
     #[arg(long, default_value = "example")]
     event_type: String,
-    /// Where to create it (default: ./<name>).
+    /// Where to create it (default: ./NAME, the plugin's name).
     #[arg(long)]
     dir: Option<PathBuf>,
 }

@@ -1,6 +1,6 @@
 //! Weir's plugin runtime: runs untrusted WebAssembly components safely and fast.
 //!
-//! This is the only crate that knows wasmtime, and [`bindings`] holds the only
+//! This is the only crate that knows wasmtime, and its `bindings` module holds the only
 //! `bindgen!`s (one per contract version); everything it returns is in
 //! `weir-core` types.
 //!
