@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::json_str::BorrowedStr;
+
 /// A JSON object as compact, single-line text (never a raw newline, so it can
 /// go into a JSON Lines line as is).
 #[derive(Clone)]
@@ -141,7 +143,7 @@ impl<'de> Visitor<'de> for KeysVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut keys = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(BorrowedStr(key)) = map.next_key()? {
             map.next_value::<IgnoredAny>()?;
             keys.push(key);
         }
@@ -160,6 +162,25 @@ mod tests {
         assert_eq!(o.keys(), vec!["a", "b\"q"]);
         assert_eq!(o.members(), r#""a":1,"b\"q":[1,{"c":2}]"#);
         assert_eq!(JsonObject::parse("{}".into()).unwrap().members(), "");
+    }
+
+    #[test]
+    fn plain_keys_are_found_once_and_borrowed_from_the_text() {
+        let o = JsonObject::parse(r#"{"region":"eu","score":3}"#.into()).unwrap();
+        // Where the keys lie is kept from the validating parse...
+        assert_eq!(o.key_spans.get(), Some(&Some(vec![(2, 8), (16, 21)])));
+        // ...and the keys are slices of the text, not copies.
+        let text = o.as_str().as_bytes().as_ptr_range();
+        for key in o.keys() {
+            let Cow::Borrowed(key) = key else {
+                panic!("{key} was copied");
+            };
+            assert!(text.contains(&key.as_ptr()));
+        }
+        // A key with an escape is decoded: no span for the object.
+        let escaped = JsonObject::parse(r#"{"a\u0062":1}"#.into()).unwrap();
+        assert_eq!(escaped.key_spans.get(), Some(&None));
+        assert_eq!(escaped.keys(), vec!["ab"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod envelope;
 mod event;
 pub mod intake;
 mod json_object;
+mod json_str;
 pub mod metrics;
 mod outcome;
 pub mod partition;

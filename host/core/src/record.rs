@@ -13,6 +13,8 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::json_str::BorrowedStr;
+
 /// One record: its text and its top-level members.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
@@ -63,8 +65,8 @@ impl<'a> Record<'a> {
     pub fn get_str(&self, key: &str) -> Result<Option<Cow<'a, str>>, &'a str> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => serde_json::from_str::<Cow<'a, str>>(raw.get())
-                .map(Some)
+            Some(raw) => serde_json::from_str::<BorrowedStr<'a>>(raw.get())
+                .map(|BorrowedStr(s)| Some(s))
                 .map_err(|_| raw.get()),
         }
     }
@@ -111,7 +113,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(BorrowedStr(key)) = map.next_key()? {
             members.push((key, map.next_value::<&'de RawValue>()?));
         }
         Ok(members)
@@ -137,6 +139,17 @@ mod tests {
             None
         );
         assert_eq!(r.to_map()["n"], Value::Null);
+        // Keys and string values without escapes are slices of the text.
+        let within = |s: &Cow<'_, str>| {
+            matches!(s, Cow::Borrowed(_)) && text.as_bytes().as_ptr_range().contains(&s.as_ptr())
+        };
+        assert!(
+            r.members
+                .iter()
+                .filter(|(k, _)| k != "esc\"aped")
+                .all(|(k, _)| within(k))
+        );
+        assert!(within(&r.get_str("event_type").unwrap().unwrap()));
     }
 
     #[test]
