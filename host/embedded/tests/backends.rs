@@ -400,7 +400,10 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
                  id INTEGER PRIMARY KEY, batch_id TEXT NOT NULL, rows TEXT NOT NULL);
              INSERT INTO pending_key_metrics (batch_id, rows) VALUES ('b3',
                  '[{\"partition_key\":\"sensor-1\",\"minute\":\"2024-01-15T10:31:00Z\",\"batch_id\":\"b3\",
-                    \"records\":2,\"readings\":{},\"ttl\":9000000000}]');",
+                    \"records\":2,\"readings\":{},\"ttl\":9000000000}]');
+             -- And one in the next version's (one-letter names).
+             INSERT INTO pending_key_metrics (batch_id, rows) VALUES ('b4',
+                 '[{\"k\":\"sensor-1\",\"m\":\"2024-01-15T10:31:00Z\",\"n\":4,\"r\":{},\"t\":9000000000}]');",
         )
         .unwrap();
     }
@@ -410,14 +413,14 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
         .iter()
         .map(|m| (m.minute.as_str(), m.records))
         .collect();
-    assert_eq!(summary, [(ten_thirty_one, 3), (ten_thirty, 5)]);
+    assert_eq!(summary, [(ten_thirty_one, 7), (ten_thirty, 5)]);
     let temperature = minutes[1].readings["temperature"];
     assert_eq!(
         (temperature.count, temperature.min, temperature.max),
         (3, 20.0, 25.0)
     );
 
-    // b1 again, now with one row: both of its old rows go (b3's stays).
+    // b1 again, now with one row: both of its old rows go (b3's and b4's stay).
     state
         .record_batch(
             &batch("b1", "shard-1", ten_thirty, i64::MAX),
@@ -427,7 +430,7 @@ async fn metrics_of_an_earlier_schema_move_to_their_own_database() {
         .unwrap();
     assert_eq!(
         records_per_minute(&state, "sensor-1").await,
-        [(ten_thirty_one.to_owned(), 2), (ten_thirty.to_owned(), 7)]
+        [(ten_thirty_one.to_owned(), 6), (ten_thirty.to_owned(), 7)]
     );
 
     drop(state);

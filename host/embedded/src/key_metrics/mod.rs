@@ -4,7 +4,7 @@
 //! A batch has a row for each partition key it saw (~100 for sensors or
 //! users). Writing them into the table readers use, indexed by partition key,
 //! touches pages all over the index, so a batch only appends its rows, as one
-//! JSON array, to `pending_key_metrics` in its own transaction (in `weir.db`,
+//! text (a line a row), to `pending_key_metrics` in its own transaction (in `weir.db`,
 //! durable with its metadata, so a crash loses none), and
 //! [`MetricsDb::flush`] moves them into `weir-metrics.db` (under that
 //! database's own write lock) many batches at a time: once [`FLUSH_AFTER`]
@@ -28,6 +28,7 @@ mod stored;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use weir_core::metrics::MinuteMetrics;
 
 use crate::lock;
-use stored::{GroupEntry, PendingRow, PendingRowOut, StoredReadings, readings_of};
+use stored::{GroupEntry, PendingEntry, PendingRow, read_pending, readings_of, write_pending};
 
 /// The metrics database's tables.
 const METRICS_SCHEMA: &str = "
@@ -136,21 +137,7 @@ pub(crate) fn pending_rows(rows: &[MinuteMetrics]) -> Option<(String, usize)> {
         // The transform stage's batches (and batches of nothing but refusals).
         return None;
     }
-    let weight = weight(rows.len());
-    let rows: Vec<PendingRowOut<'_>> = rows
-        .iter()
-        .map(|r| PendingRowOut {
-            partition_key: &r.partition_key,
-            minute: &r.minute,
-            records: r.records,
-            readings: StoredReadings(&r.readings),
-            ttl: r.ttl,
-        })
-        .collect();
-    Some((
-        serde_json::to_string(&rows).expect("metric rows serialise"),
-        weight,
-    ))
+    Some((write_pending(rows), weight(rows.len())))
 }
 
 /// Appends a batch's rows, in the batch's transaction.
@@ -160,10 +147,15 @@ pub(crate) fn append(tx: &Transaction<'_>, batch_id: &str, rows: &str) -> rusqli
     Ok(())
 }
 
-/// The [`weight`] of the rows waiting to be flushed.
+/// The [`weight`] of the rows waiting to be flushed: a row a line, or (as
+/// earlier versions stored them) an element of a JSON array.
 pub(crate) fn pending(c: &Connection) -> rusqlite::Result<usize> {
     c.query_row(
-        "SELECT coalesce(sum(max(json_array_length(rows), ?1)), 0) FROM pending_key_metrics",
+        "SELECT coalesce(sum(max(
+             CASE WHEN rows LIKE '[%' THEN json_array_length(rows)
+                  ELSE length(rows) - length(replace(rows, char(10), '')) END,
+             ?1)), 0)
+         FROM pending_key_metrics",
         [BATCH_WEIGHT as i64],
         |row| row.get::<_, i64>(0),
     )
@@ -267,9 +259,8 @@ impl MetricsDb {
         let mut batches = Vec::with_capacity(latest.len());
         for (i, (_, batch_id, rows)) in pending.iter().enumerate() {
             pace.step();
-            let rows: Vec<PendingRow<'_>> = serde_json::from_str(rows).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e))
-            })?;
+            let rows = read_pending(rows)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, e.into()))?;
             weight_read += weight(rows.len());
             if latest[batch_id.as_str()] == i {
                 batches.push((batch_id.as_str(), rows));
@@ -381,7 +372,7 @@ impl MetricsDb {
 /// place of those the batches' earlier attempts wrote.
 fn write_batches(
     tx: &Transaction<'_>,
-    batches: &[(&str, Vec<PendingRow<'_>>)],
+    batches: &[(&str, Vec<PendingEntry<'_>>)],
     pace: &mut Pace,
 ) -> rusqlite::Result<()> {
     // Per partition key, in key order (the index's order, so its pages are
@@ -405,14 +396,9 @@ fn write_batches(
             if entries.len() > 1 {
                 entries.push(b',');
             }
-            let entry = GroupEntry(
-                number,
-                Cow::Borrowed(&row.minute),
-                row.records,
-                row.readings,
-                row.ttl,
-            );
-            serde_json::to_writer(&mut *entries, &entry).expect("group entries serialise");
+            // A `GroupEntry`: `[number,` and the row's tail.
+            write!(entries, "[{number},").expect("writing to memory");
+            entries.extend_from_slice(row.tail.as_bytes());
             *ttl = (*ttl).max(row.ttl);
             batch_ttl = batch_ttl.max(row.ttl);
         }
@@ -591,7 +577,8 @@ fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result
                         records: u64::try_from(r.3).unwrap_or(0),
                         readings: serde_json::from_str(&r.4).map_err(invalid)?,
                         ttl: r.5,
-                    })
+                    }
+                    .into_entry())
                 })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((batch[0].0.as_str(), pending))
@@ -611,6 +598,35 @@ fn migrate(state: &mut Connection, metrics: &mut Connection) -> rusqlite::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_waiting_in_any_form_are_weighed_by_their_rows() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(PENDING_SCHEMA).unwrap();
+        let row = |key: String| MinuteMetrics {
+            partition_key: key,
+            minute: "2024-01-15T10:30:00Z".to_owned(),
+            batch_id: String::new(),
+            records: 1,
+            readings: BTreeMap::new(),
+            ttl: 99,
+        };
+        let many: Vec<_> = (0..150).map(|i| row(format!("sensor-{i}"))).collect();
+        let (text, weight) = pending_rows(&many).unwrap();
+        assert_eq!(weight, 150);
+        let old = r#"[{"k":"a","m":"2024-01-15T10:30:00Z","n":1,"r":{},"t":99},
+                      {"k":"b","m":"2024-01-15T10:30:00Z","n":1,"r":{},"t":99}]"#;
+        let (few, _) = pending_rows(&[row("c".to_owned())]).unwrap();
+        for (batch, rows) in [("b1", text.as_str()), ("b2", old), ("b3", &few)] {
+            c.execute(
+                "INSERT INTO pending_key_metrics (batch_id, rows) VALUES (?1, ?2)",
+                params![batch, rows],
+            )
+            .unwrap();
+        }
+        // 150 rows, and two batches of fewer rows than a batch weighs.
+        assert_eq!(pending(&c).unwrap(), 150 + 2 * BATCH_WEIGHT);
+    }
 
     #[test]
     fn a_flush_yields_once_per_stint_of_work() {
