@@ -28,7 +28,6 @@ mod stored;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -389,15 +388,19 @@ fn write_batches(
             continue;
         }
         let mut batch_ttl = i64::MIN;
+        // A `GroupEntry` is `[number,` and the row's tail; after the group's
+        // first entry, a comma before it.
+        let head = format!(",[{number},");
         for row in rows {
             let (entries, ttl) = groups
                 .entry(&row.partition_key)
                 .or_insert_with(|| (b"[".to_vec(), i64::MIN));
-            if entries.len() > 1 {
-                entries.push(b',');
-            }
-            // A `GroupEntry`: `[number,` and the row's tail.
-            write!(entries, "[{number},").expect("writing to memory");
+            let head = if entries.len() == 1 {
+                &head[1..]
+            } else {
+                &head[..]
+            };
+            entries.extend_from_slice(head.as_bytes());
             entries.extend_from_slice(row.tail.as_bytes());
             *ttl = (*ttl).max(row.ttl);
             batch_ttl = batch_ttl.max(row.ttl);

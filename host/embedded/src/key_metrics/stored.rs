@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -29,17 +28,25 @@ pub(super) struct PendingEntry<'a> {
 pub(super) fn write_pending(rows: &[MinuteMetrics]) -> String {
     let mut text = Vec::with_capacity(rows.len() * 64);
     for r in rows {
-        let key = serde_json::to_writer(&mut text, &r.partition_key);
-        text.push(b'\t');
-        let minute = serde_json::to_writer(&mut text, &r.minute);
-        write!(text, ",{},", r.records).expect("writing to memory");
-        let readings = serde_json::to_writer(&mut text, &StoredReadings(&r.readings));
-        writeln!(text, ",{}]", r.ttl).expect("writing to memory");
-        key.and(minute)
-            .and(readings)
-            .expect("metric rows serialise");
+        write_pending_row(&mut text, r).expect("metric rows serialise");
     }
     String::from_utf8(text).expect("serde_json writes UTF-8")
+}
+
+/// `key\t"minute",records,readings,ttl]\n`, all written by serde_json (its
+/// integers skip `fmt`).
+fn write_pending_row(text: &mut Vec<u8>, r: &MinuteMetrics) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *text, &r.partition_key)?;
+    text.push(b'\t');
+    serde_json::to_writer(&mut *text, &r.minute)?;
+    text.push(b',');
+    serde_json::to_writer(&mut *text, &r.records)?;
+    text.push(b',');
+    serde_json::to_writer(&mut *text, &StoredReadings(&r.readings))?;
+    text.push(b',');
+    serde_json::to_writer(&mut *text, &r.ttl)?;
+    text.extend_from_slice(b"]\n");
+    Ok(())
 }
 
 /// A batch's waiting rows, in any form Weir has stored them: lines of
