@@ -25,7 +25,13 @@ use weir_runtime::{Limits, Runtime, RuntimeSettings};
 
 /// Weir allocates many small, short-lived strings per record (JSON fields, the
 /// values crossing the sandbox boundary); mimalloc serves that pattern far
-/// better than the system allocator (measured: see `weir bench`).
+/// better than the system allocator (measured: see `weir bench`). It serves
+/// the C code too (`override`, in the workspace's `Cargo.toml`): SQLite's
+/// allocations from two shards' threads went to glibc's arenas, which grow
+/// and shrink with `mprotect` under the process's memory-map lock, and the
+/// shards' threads waited on each other there (12-33 ms a two-core run of
+/// `weir bench pipeline`'s worker, off-CPU time by `perf sched_switch`;
+/// none with the override).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
