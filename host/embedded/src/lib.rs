@@ -17,6 +17,7 @@
 //! (`Durability::run_blocking`). A database's connection is shared behind a
 //! mutex (SQLite serialises writers anyway).
 
+mod checkpoints;
 mod key_metrics;
 mod objects;
 mod registry;
@@ -61,6 +62,16 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lowers the calling thread's CPU priority to nice 10, below the batches'
+/// (on Linux the nice value is the calling thread's, not the process's), for
+/// the background threads: the metrics flush, the checkpoints. Where that is
+/// refused, the thread runs as is.
+pub(crate) fn lower_priority(thread: &str) {
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(thread, error = %e, "background thread keeps its priority");
+    }
 }
 
 pub use objects::LocalObjectStore;

@@ -15,6 +15,7 @@ use weir_core::backend::{
 };
 use weir_core::metrics::{MinuteMetrics, merge_minutes};
 
+use crate::checkpoints;
 use crate::key_metrics::{self, MetricsDb};
 use crate::{Durability, lock};
 
@@ -133,9 +134,10 @@ impl SqliteState {
                  PRAGMA wal_autocheckpoint = {checkpoint_pages};"
             )
         };
-        // A 16 MiB page cache (grown on demand) and checkpoints every ~16 MiB
-        // of WAL: with SQLite's defaults re-reading and re-copying pages took
-        // much of the pipeline's time (measured with `weir bench pipeline`).
+        // A 16 MiB page cache (grown on demand): with SQLite's default
+        // re-reading pages took much of the pipeline's time (measured with
+        // `weir bench pipeline`). Its checkpoints run on a thread of their
+        // own (see `checkpoints`), which replaces the automatic one.
         let pragmas = connection_pragmas(16 << 10, 4000);
         // The metrics table's index takes rows all over it at every flush:
         // 64 MiB of cache and of WAL between checkpoints, so a page flushed
@@ -147,6 +149,14 @@ impl SqliteState {
             .and_then(|()| connection.execute_batch(SCHEMA))
             .and_then(|()| connection.execute_batch(key_metrics::PENDING_SCHEMA))
             .map_err(|e| db_error("preparing the schema", &path, e))?;
+        checkpoints::start(&path, &mut connection, checkpoints::Thresholds::default()).map_err(
+            |e| match e {
+                checkpoints::StartError::Open(e) => db_error("opening the database", &path, e),
+                checkpoints::StartError::Thread(e) => {
+                    BackendError::permanent("starting the checkpoint thread", e)
+                }
+            },
+        )?;
         let metrics_path = MetricsDb::path_beside(&path);
         let metrics = MetricsDb::open(metrics_path.clone(), &metrics_pragmas, &mut connection)
             .map_err(|e| db_error("opening the metrics database", &metrics_path, e))?;
@@ -378,10 +388,7 @@ fn spawn_flusher(
     std::thread::Builder::new()
         .name("weir-metrics".into())
         .spawn(move || {
-            // On Linux the nice value is the calling thread's, not the process's.
-            if let Err(e) = rustix::process::setpriority_process(None, 10) {
-                tracing::debug!(error = %e, "metrics flush thread keeps its priority");
-            }
+            crate::lower_priority("metrics flush");
             while requests.recv().is_ok() {
                 // The batches are recorded either way; rows that fail to move
                 // wait for the next flush or read.

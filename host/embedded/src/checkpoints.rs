@@ -1,0 +1,169 @@
+//! Checkpoints of the state database on a thread of their own.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that grew the WAL
+//! past its limit, under the connection's lock, which every shard's batches
+//! commit under: on two cores the other shard waited the whole checkpoint,
+//! 6-8 ms, a few times a run (`weir bench pipeline`'s worker, lock waits
+//! timed). Instead the connection's WAL hook wakes a thread that checkpoints
+//! through a connection of its own: in WAL mode a passive checkpoint copies
+//! committed pages into the database while writers go on appending.
+//!
+//! If that thread falls behind (or is gone), the commit that finds the WAL
+//! [`Thresholds::inline_pages`] long checkpoints it itself, as SQLite would,
+//! so the WAL never grows without bound.
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::mpsc::TrySendError;
+
+use rusqlite::Connection;
+
+/// WAL lengths, in pages, that set off a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Thresholds {
+    /// Wake the checkpoint thread. ~16 MiB of WAL: with SQLite's default
+    /// (1,000 pages) re-copying pages took much of the pipeline's time.
+    pub(crate) background_pages: c_int,
+    /// Checkpoint in the commit itself.
+    pub(crate) inline_pages: c_int,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            background_pages: 4_000,
+            inline_pages: 16_000,
+        }
+    }
+}
+
+/// Starts the checkpoint thread for the database at `path`, `state` being
+/// the connection that writes it, and hooks it to `state`'s commits. The
+/// thread ends when `state` is closed (its hook holds the thread's wake-up).
+pub(crate) fn start(
+    path: &Path,
+    state: &mut Connection,
+    thresholds: Thresholds,
+) -> Result<(), StartError> {
+    let own = Connection::open(path).map_err(StartError::Open)?;
+    own.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(StartError::Open)?;
+    let (wake, requests) = std::sync::mpsc::sync_channel::<()>(1);
+    let database = path.display().to_string();
+    std::thread::Builder::new()
+        .name("weir-checkpoint".into())
+        .spawn(move || {
+            crate::lower_priority("checkpoint");
+            while requests.recv().is_ok() {
+                if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(database, error = %e, "checkpoint failed; tried again at the next");
+                }
+            }
+        })
+        .map_err(StartError::Thread)?;
+    let database = path.display().to_string();
+    state
+        .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
+            if pages >= thresholds.inline_pages {
+                if let Err(e) = wal.checkpoint() {
+                    // The commit stands (an error here would report it
+                    // failed); the next commit tries again.
+                    tracing::warn!(database, pages, error = %e, "checkpoint failed");
+                }
+            } else if pages >= thresholds.background_pages {
+                match wake.try_send(()) {
+                    // Full: a checkpoint is already asked for.
+                    Ok(()) | Err(TrySendError::Full(())) => {}
+                    Err(TrySendError::Disconnected(())) => {}
+                }
+            }
+            Ok(())
+        }))
+        .map_err(StartError::Open)
+}
+
+#[derive(Debug)]
+pub(crate) enum StartError {
+    Open(rusqlite::Error),
+    Thread(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A database in WAL mode with its automatic checkpoint off, as the
+    /// state's is once hooked, and the size of its main file.
+    fn wal_database(dir: &Path) -> (std::path::PathBuf, Connection) {
+        let path = dir.join("state.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE t (body BLOB NOT NULL);",
+        )
+        .unwrap();
+        (path, c)
+    }
+
+    fn main_file_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// Commits ~400 KB, 100 pages and more, in 50 commits.
+    fn write_pages(c: &Connection) {
+        for _ in 0..50 {
+            c.execute("INSERT INTO t (body) VALUES (zeroblob(8000))", [])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_thread_copies_the_wal_into_the_database_without_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut c) = wal_database(dir.path());
+        let before = main_file_bytes(&path);
+        let thresholds = Thresholds {
+            background_pages: 10,
+            inline_pages: c_int::MAX,
+        };
+        start(&path, &mut c, thresholds).unwrap();
+        write_pages(&c);
+        // Until a checkpoint the pages are in the WAL only; the thread's
+        // checkpoint grows the main file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while main_file_bytes(&path) < before + 300_000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(main_file_bytes(&path) >= before + 300_000);
+    }
+
+    #[test]
+    fn a_commit_checkpoints_itself_past_the_inline_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut c) = wal_database(dir.path());
+        // No checkpoint thread could be woken in time: the background
+        // threshold is never reached.
+        let thresholds = Thresholds {
+            background_pages: c_int::MAX,
+            inline_pages: 10,
+        };
+        start(&path, &mut c, thresholds).unwrap();
+        write_pages(&c);
+        assert!(
+            main_file_bytes(&path) >= 300_000,
+            "checkpointed by the commits"
+        );
+    }
+
+    #[test]
+    fn below_both_thresholds_the_wal_keeps_the_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut c) = wal_database(dir.path());
+        let before = main_file_bytes(&path);
+        start(&path, &mut c, Thresholds::default()).unwrap();
+        write_pages(&c);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(main_file_bytes(&path), before);
+    }
+}
