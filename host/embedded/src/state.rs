@@ -149,14 +149,17 @@ impl SqliteState {
             .and_then(|()| connection.execute_batch(SCHEMA))
             .and_then(|()| connection.execute_batch(key_metrics::PENDING_SCHEMA))
             .map_err(|e| db_error("preparing the schema", &path, e))?;
-        checkpoints::start(&path, &mut connection, checkpoints::Thresholds::default()).map_err(
-            |e| match e {
-                checkpoints::StartError::Open(e) => db_error("opening the database", &path, e),
-                checkpoints::StartError::Thread(e) => {
-                    BackendError::permanent("starting the checkpoint thread", e)
-                }
-            },
-        )?;
+        checkpoints::start(
+            &path,
+            &mut connection,
+            checkpoints::Thresholds::for_this_machine(),
+        )
+        .map_err(|e| match e {
+            checkpoints::StartError::Open(e) => db_error("opening the database", &path, e),
+            checkpoints::StartError::Thread(e) => {
+                BackendError::permanent("starting the checkpoint thread", e)
+            }
+        })?;
         let metrics_path = MetricsDb::path_beside(&path);
         let metrics = MetricsDb::open(metrics_path.clone(), &metrics_pragmas, &mut connection)
             .map_err(|e| db_error("opening the metrics database", &metrics_path, e))?;
