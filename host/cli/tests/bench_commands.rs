@@ -81,3 +81,51 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_plugin_benchmark_measures_the_footprint_the_sandbox_and_the_yardstick() {
+    let output = weir(&[
+        "bench",
+        "plugins",
+        "--events",
+        "300",
+        "--repeat",
+        "2",
+        "--batch-size",
+        "50",
+    ])
+    .output()
+    .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    // The figure after `label` on the line starting with it.
+    let figure = |label: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.trim_end_matches('x').parse().ok())
+            .unwrap_or_else(|| panic!("no figure in {line}"))
+    };
+    let loaded = figure("RSS, all 5 example plugins loaded, idle");
+    assert!(loaded >= figure("RSS before loading"), "{stdout}");
+    for label in [
+        "compile, per plugin (no cache)",
+        "load from the compiled cache, per plugin",
+        "weir plugin run (transaction.wasm)",
+        "python seed transformer",
+        "weir / python",
+        "sandboxed (wasm, limits on)",
+        "native, same logic",
+        "instantiate, per batch",
+    ] {
+        assert!(figure(label) > 0.0, "{label}: {stdout}");
+    }
+    // The ratio is the two times' quotient: events/s the other way round.
+    let ratio = figure("wasm / native time");
+    let quotient = figure("native, same logic") / figure("sandboxed (wasm, limits on)");
+    assert!((ratio - quotient).abs() <= 0.01 + ratio * 0.01, "{stdout}");
+}
