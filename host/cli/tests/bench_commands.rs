@@ -6,15 +6,16 @@ mod common;
 
 use common::{text, weir};
 
-#[test]
-fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
+/// Runs `weir bench <which>` on 300 events in batches of 50, `repeat` runs
+/// each; its standard output.
+fn bench(which: &str, repeat: &str) -> String {
     let output = weir(&[
         "bench",
-        "pipeline",
+        which,
         "--events",
         "300",
         "--repeat",
-        "1",
+        repeat,
         "--batch-size",
         "50",
     ])
@@ -22,18 +23,26 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
     .unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
-    // The first figure after `label` on the line starting with it.
-    let figure = |label: &str| -> f64 {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(label))
-            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
-        line[label.len()..]
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.trim_end_matches('x').parse().ok())
-            .unwrap_or_else(|| panic!("no figure in {line}"))
-    };
+    stdout
+}
+
+/// The first figure after `label` on the line of `stdout` starting with it.
+fn figure(stdout: &str, label: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.trim_end_matches('x').parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {line}"))
+}
+
+#[test]
+fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
+    let stdout = bench("pipeline", "1");
+    let figure = |label: &str| figure(&stdout, label);
     for label in [
         "weir two-stage, 1 core, no fsync",
         "weir single-stage, 1 core, no fsync",
@@ -84,32 +93,8 @@ fn the_pipeline_benchmark_measures_every_configuration_and_the_yardstick() {
 
 #[test]
 fn the_plugin_benchmark_measures_the_footprint_the_sandbox_and_the_yardstick() {
-    let output = weir(&[
-        "bench",
-        "plugins",
-        "--events",
-        "300",
-        "--repeat",
-        "2",
-        "--batch-size",
-        "50",
-    ])
-    .output()
-    .unwrap();
-    let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
-    // The figure after `label` on the line starting with it.
-    let figure = |label: &str| -> f64 {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(label))
-            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
-        line[label.len()..]
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.trim_end_matches('x').parse().ok())
-            .unwrap_or_else(|| panic!("no figure in {line}"))
-    };
+    let stdout = bench("plugins", "2");
+    let figure = |label: &str| figure(&stdout, label);
     let loaded = figure("RSS, all 5 example plugins loaded, idle");
     assert!(loaded >= figure("RSS before loading"), "{stdout}");
     for label in [
