@@ -63,15 +63,33 @@ struct ShardBatch {
     lowest: Option<(SequenceNumber, String)>,
 }
 
-fn shard_of(record: &KinesisEventRecord) -> String {
-    record
-        .event_id
-        .as_deref()
+fn shard_of(event_id: Option<&str>) -> &str {
+    event_id
         .and_then(|id| id.split_once(':'))
         .map(|(shard, _)| shard)
         .filter(|shard| !shard.is_empty())
         .unwrap_or(UNKNOWN_SHARD)
-        .to_owned()
+}
+
+/// A record refused at intake, as a dead letter.
+fn refused(
+    k: &KinesisRecord,
+    shard_id: &str,
+    failed_at: &str,
+    kind: &str,
+    reason: String,
+) -> DeadLetter {
+    DeadLetter {
+        payload: k.data.clone().into_bytes(),
+        reason,
+        kind: kind.to_owned(),
+        stage: "intake".into(),
+        plugin: None,
+        shard_id: shard_id.to_owned(),
+        sequence_number: k.sequence_number.clone(),
+        partition_key: k.partition_key.clone(),
+        failed_at: failed_at.to_owned(),
+    }
 }
 
 fn arrival_time(seconds: Option<f64>, fallback: DateTime<Utc>) -> String {
@@ -100,31 +118,24 @@ where
 {
     let failed_at = time::format_utc(now);
     let mut shards: BTreeMap<String, ShardBatch> = BTreeMap::new();
-    for record in event.records {
-        let shard_id = shard_of(&record);
-        let batch = shards.entry(shard_id.clone()).or_default();
-        let k = record.kinesis;
-        let arrival = arrival_time(k.approximate_arrival_timestamp, now);
-        let letter = |kind: &str, reason: String, payload: Vec<u8>| DeadLetter {
-            payload,
-            reason,
-            kind: kind.to_owned(),
-            stage: "intake".into(),
-            plugin: None,
-            shard_id: shard_id.clone(),
-            sequence_number: k.sequence_number.clone(),
-            partition_key: k.partition_key.clone(),
-            failed_at: failed_at.clone(),
-        };
+    // A record's strings are moved, not copied, where they can be: per
+    // record, the shard's name is made once and the partition key not again.
+    for KinesisEventRecord {
+        event_id,
+        kinesis: k,
+    } in event.records
+    {
+        let shard_id = shard_of(event_id.as_deref());
+        if !shards.contains_key(shard_id) {
+            shards.insert(shard_id.to_owned(), ShardBatch::default());
+        }
+        let batch = shards.get_mut(shard_id).expect("inserted above");
         let sequence_number = match k.sequence_number.parse::<SequenceNumber>() {
             Ok(n) => n,
             Err(why) => {
-                let payload = k.data.clone().into_bytes();
-                batch.unreadable.push(letter(
-                    "invalid-field",
-                    format!("sequenceNumber: {why}"),
-                    payload,
-                ));
+                let reason = format!("sequenceNumber: {why}");
+                let letter = refused(&k, shard_id, &failed_at, "invalid-field", reason);
+                batch.unreadable.push(letter);
                 continue;
             }
         };
@@ -137,17 +148,15 @@ where
         }
         match decode_base64(&k.data) {
             Ok(data) => batch.records.push(StreamRecord {
-                shard_id: shard_id.clone(),
+                shard_id: shard_id.to_owned(),
                 sequence_number,
-                partition_key: k.partition_key.clone(),
+                arrival_time: arrival_time(k.approximate_arrival_timestamp, now),
+                partition_key: k.partition_key,
                 data,
-                arrival_time: arrival,
             }),
             Err(refusal) => {
-                let payload = k.data.clone().into_bytes();
-                batch
-                    .unreadable
-                    .push(letter(refusal.kind, refusal.reason, payload));
+                let letter = refused(&k, shard_id, &failed_at, refusal.kind, refusal.reason);
+                batch.unreadable.push(letter);
             }
         }
     }
