@@ -92,12 +92,37 @@ fn refused(
     }
 }
 
-fn arrival_time(seconds: Option<f64>, fallback: DateTime<Utc>) -> String {
-    let at = seconds
-        .filter(|s| s.is_finite())
-        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0).round() as i64))
-        .unwrap_or(fallback);
-    time::format_utc(at)
+/// Records' arrival times as text. Records that arrive in the same
+/// millisecond (most of a busy shard's) share the text made for the first
+/// (a copy, where formatting took ~0.45% of a one-core run, `perf`).
+struct ArrivalTimes {
+    fallback: DateTime<Utc>,
+    last: Option<(DateTime<Utc>, String)>,
+}
+
+impl ArrivalTimes {
+    fn new(fallback: DateTime<Utc>) -> Self {
+        Self {
+            fallback,
+            last: None,
+        }
+    }
+
+    /// `seconds` (Unix, with milliseconds) as RFC 3339, or the fallback's.
+    fn text(&mut self, seconds: Option<f64>) -> String {
+        let at = seconds
+            .filter(|s| s.is_finite())
+            .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0).round() as i64))
+            .unwrap_or(self.fallback);
+        match &self.last {
+            Some((last, text)) if *last == at => text.clone(),
+            _ => {
+                let text = time::format_utc(at);
+                self.last = Some((at, text.clone()));
+                text
+            }
+        }
+    }
 }
 
 /// Processes a Kinesis event, one pipeline batch per shard (Lambda sends one
@@ -118,6 +143,7 @@ where
 {
     let failed_at = time::format_utc(now);
     let mut shards: BTreeMap<String, ShardBatch> = BTreeMap::new();
+    let mut arrivals = ArrivalTimes::new(now);
     // A record's strings are moved, not copied, where they can be: per
     // record, the shard's name is made once and the partition key not again.
     for KinesisEventRecord {
@@ -150,7 +176,7 @@ where
             Ok(data) => batch.records.push(StreamRecord {
                 shard_id: shard_id.to_owned(),
                 sequence_number,
-                arrival_time: arrival_time(k.approximate_arrival_timestamp, now),
+                arrival_time: arrivals.text(k.approximate_arrival_timestamp),
                 partition_key: k.partition_key,
                 data,
             }),
@@ -191,4 +217,25 @@ where
         }
     }
     handled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrival_times_are_formatted_once_per_millisecond_and_always_right() {
+        let fallback = time::parse_rfc3339("2024-01-15T10:30:00Z").unwrap();
+        let mut arrivals = ArrivalTimes::new(fallback);
+        let at = 1_705_314_605.123; // 2024-01-15T10:30:05.123Z
+        let first = arrivals.text(Some(at));
+        assert_eq!(first, "2024-01-15T10:30:05.123Z");
+        // The same millisecond: the same text, made before.
+        assert_eq!(arrivals.text(Some(at + 0.0002)), first);
+        assert_eq!(arrivals.text(Some(at + 0.001)), "2024-01-15T10:30:05.124Z");
+        // Missing or not a number: the fallback, then a real time again.
+        assert_eq!(arrivals.text(None), "2024-01-15T10:30:00Z");
+        assert_eq!(arrivals.text(Some(f64::NAN)), "2024-01-15T10:30:00Z");
+        assert_eq!(arrivals.text(Some(at)), first);
+    }
 }
