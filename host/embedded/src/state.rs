@@ -137,8 +137,9 @@ impl SqliteState {
         // A 16 MiB page cache (grown on demand): with SQLite's default
         // re-reading pages took much of the pipeline's time (measured with
         // `weir bench pipeline`). Its checkpoints run on a thread of their
-        // own (see `checkpoints`), which replaces the automatic one.
-        let pragmas = connection_pragmas(16 << 10, 4000);
+        // own (see `checkpoints`, whose WAL hook then replaces the automatic
+        // checkpoint; 0 turns that off until the hook is in place).
+        let pragmas = connection_pragmas(16 << 10, 0);
         // The metrics table's index takes rows all over it at every flush:
         // 64 MiB of cache and of WAL between checkpoints, so a page flushed
         // often is read and copied into the database less often (one core,

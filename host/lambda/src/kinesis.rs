@@ -224,13 +224,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arrival_times_are_formatted_once_per_millisecond_and_always_right() {
+    fn arrival_times_read_the_same_whether_formatted_or_reused() {
         let fallback = time::parse_rfc3339("2024-01-15T10:30:00Z").unwrap();
         let mut arrivals = ArrivalTimes::new(fallback);
         let at = 1_705_314_605.123; // 2024-01-15T10:30:05.123Z
         let first = arrivals.text(Some(at));
         assert_eq!(first, "2024-01-15T10:30:05.123Z");
-        // The same millisecond: the same text, made before.
+        // The same millisecond (the text reused): the same text.
         assert_eq!(arrivals.text(Some(at + 0.0002)), first);
         assert_eq!(arrivals.text(Some(at + 0.001)), "2024-01-15T10:30:05.124Z");
         // Missing or not a number: the fallback, then a real time again.
