@@ -10,7 +10,8 @@ use weir_core::intake::Accepted;
 use weir_core::partition::Partition;
 use weir_core::registry::{SHADOW_SAMPLES, ShadowSample, ShadowTally};
 use weir_core::stream::StreamRecord;
-use weir_core::{JsonObject, Outcome, PluginEvent, RejectionKind, time};
+use weir_core::{JsonObject, Outcome, PluginEvent, PluginRef, RejectionKind, time};
+use weir_runtime::Fault;
 use weir_runtime::router::{Router, Shadow};
 
 use crate::batch::{BatchCounts, PluginUsage, bucket};
@@ -113,6 +114,9 @@ pub(crate) fn enrich<'r>(
             compare_in_shadow(shadow, &events, &report.outcomes);
         }
         let plugin = binding.plugin.info().plugin_ref();
+        if let Some(fault) = &report.fault {
+            warn_of_fault(fault, &plugin, tenant, event_type, members.len());
+        }
         let usage = plugin_usage.entry(plugin.to_string()).or_default();
         usage.invocations += 1;
         usage.records += members.len() as u32;
@@ -157,6 +161,29 @@ pub(crate) fn enrich<'r>(
     rejections
 }
 
+/// Once per faulted call (inside the batch's span, which names the batch).
+/// An open circuit breaker is logged by the runtime when it opens, not with
+/// every batch it turns away.
+fn warn_of_fault(
+    fault: &Fault,
+    plugin: &PluginRef,
+    tenant: &str,
+    event_type: &str,
+    records: usize,
+) {
+    if matches!(fault, Fault::CircuitOpen(_)) {
+        return;
+    }
+    tracing::warn!(
+        plugin = %plugin,
+        tenant,
+        event_type,
+        records,
+        %fault,
+        "plugin fault: the call's records are dead-lettered with this reason"
+    );
+}
+
 /// Runs the candidate on its share of the events and tallies how its
 /// outcomes compare with the active version's. Nothing it returns is written.
 fn compare_in_shadow(shadow: &Shadow, events: &[PluginEvent<'_>], active: &[Outcome]) {
@@ -170,6 +197,18 @@ fn compare_in_shadow(shadow: &Shadow, events: &[PluginEvent<'_>], active: &[Outc
     let candidate = shadow
         .plugin
         .process(&shadow.config, &candidate_events, &shadow.limits);
+    if let Some(fault) = candidate
+        .fault
+        .as_ref()
+        .filter(|f| !matches!(f, Fault::CircuitOpen(_)))
+    {
+        tracing::warn!(
+            plugin = %shadow.plugin.info().plugin_ref(),
+            records = candidate_events.len(),
+            %fault,
+            "shadow candidate fault: counted as rejected in its tally; nothing of it is written"
+        );
+    }
     let mut tally = ShadowTally::default();
     for (&i, theirs) in seen.iter().zip(&candidate.outcomes) {
         let ours = &active[i];

@@ -495,3 +495,92 @@ async fn raw_objects_transformed_together_each_get_their_result_and_entry() {
         assert_eq!(entries.contains(key), result.is_some(), "{key}");
     }
 }
+
+/// Log lines, collected from a subscriber for one thread.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_fault_is_logged_with_its_batch_and_an_open_breaker_once() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteState::open(dir.path().join("weir.db")).unwrap();
+    let pipeline = common::pipeline(
+        LocalObjectStore::open(dir.path().join("objects")).unwrap(),
+        &state,
+        common::router(&[("hostile", "hostile")]),
+        PipelineSettings::default(),
+    );
+    let panics = br#"{"event_type":"hostile","timestamp":"2024-01-15T10:30:00Z","attack":"panic","tenant_id":"acme"}"#;
+    // The breaker opens after 5 faulted calls (the default); the sixth batch is turned away.
+    for seq in 1000..1006 {
+        let result = pipeline
+            .process_batch(SHARD, &[record(seq, panics)], now())
+            .await
+            .unwrap();
+        assert_eq!(result.counts.rejected_by_plugins, 1, "{:?}", result.counts);
+    }
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let faults: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("plugin fault"))
+        .collect();
+    assert_eq!(faults.len(), 5, "one warning per call that ran:\n{text}");
+    for (line, seq) in faults.iter().zip(1000..) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(
+            line.contains(&format!("{SHARD}-{seq}-{seq}")),
+            "names the batch: {line}"
+        );
+        for what in [
+            "hostile@6.6.6",
+            "acme",
+            "event_type=\"hostile\"",
+            "fault=trapped: wasm trap",
+            // What the plugin printed: Rust's panic message.
+            "its stderr: thread '<unnamed>'",
+            "panicked at hostile/src/lib.rs",
+            "hostile plugin panics on purpose",
+            "dead-lettered",
+        ] {
+            assert!(line.contains(what), "{what} missing: {line}");
+        }
+    }
+    // And the plugin's stderr, a line a log line, at warn.
+    let printed = text
+        .lines()
+        .filter(|l| l.contains("weir::plugin") && l.contains("stream=stderr"))
+        .filter(|l| l.contains("WARN") && l.contains("hostile plugin panics on purpose"))
+        .count();
+    assert_eq!(printed, 5, "{text}");
+    let opened: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("circuit breaker open"))
+        .collect();
+    assert_eq!(opened.len(), 1, "{text}");
+    assert!(
+        opened[0].contains("ERROR") && opened[0].contains("consecutive_faults=5"),
+        "{}",
+        opened[0]
+    );
+}

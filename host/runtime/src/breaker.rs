@@ -23,6 +23,18 @@ impl Default for BreakerSettings {
     }
 }
 
+/// What a batch's result did to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerChange {
+    /// Out of service for `cooldown`, after `consecutive_faults` faulted batches.
+    Opened {
+        consecutive_faults: u32,
+        cooldown: Duration,
+    },
+    /// A trial batch after the cooldown succeeded: back in service.
+    Closed,
+}
+
 #[derive(Debug)]
 pub(crate) struct Breaker {
     settings: BreakerSettings,
@@ -59,15 +71,26 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn record(&mut self, fault: Option<&str>, now: Instant) {
+    /// Counts a batch's result; says when that opened or closed the breaker,
+    /// so the change is logged once rather than with every batch.
+    pub(crate) fn record(&mut self, fault: Option<&str>, now: Instant) -> Option<BreakerChange> {
         match fault {
-            None => self.consecutive_faults = 0,
+            None => {
+                // At or past the threshold, only a trial batch ran: it closes the breaker.
+                let was_open = self.consecutive_faults >= self.settings.failure_threshold;
+                self.consecutive_faults = 0;
+                was_open.then_some(BreakerChange::Closed)
+            }
             Some(why) => {
                 self.consecutive_faults += 1;
                 self.last_fault = why.to_owned();
-                if self.consecutive_faults >= self.settings.failure_threshold {
+                (self.consecutive_faults >= self.settings.failure_threshold).then(|| {
                     self.open_until = Some(now + self.settings.cooldown);
-                }
+                    BreakerChange::Opened {
+                        consecutive_faults: self.consecutive_faults,
+                        cooldown: self.settings.cooldown,
+                    }
+                })
             }
         }
     }
@@ -91,10 +114,14 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..2 {
             b.admit(t0).unwrap();
-            b.record(Some("trap"), t0);
+            assert_eq!(b.record(Some("trap"), t0), None);
         }
         assert!(!b.is_open(t0));
-        b.record(Some("trap"), t0);
+        let opened = BreakerChange::Opened {
+            consecutive_faults: 3,
+            cooldown: Duration::from_secs(10),
+        };
+        assert_eq!(b.record(Some("trap"), t0), Some(opened));
         assert!(b.is_open(t0));
         let why = b.admit(t0 + Duration::from_secs(1)).unwrap_err();
         assert!(
@@ -104,13 +131,20 @@ mod tests {
         // After the cooldown, one trial batch; a fault reopens at once.
         let later = t0 + Duration::from_secs(11);
         b.admit(later).unwrap();
-        b.record(Some("trap again"), later);
+        assert!(matches!(
+            b.record(Some("trap again"), later),
+            Some(BreakerChange::Opened {
+                consecutive_faults: 4,
+                ..
+            })
+        ));
         assert!(b.admit(later).is_err());
-        // A success after the next cooldown closes it.
+        // A success after the next cooldown closes it, and says so once.
         let much_later = later + Duration::from_secs(11);
         b.admit(much_later).unwrap();
-        b.record(None, much_later);
-        b.record(Some("one-off"), much_later);
+        assert_eq!(b.record(None, much_later), Some(BreakerChange::Closed));
+        assert_eq!(b.record(None, much_later), None);
+        assert_eq!(b.record(Some("one-off"), much_later), None);
         assert!(b.admit(much_later).is_ok());
     }
 }

@@ -125,6 +125,7 @@ impl Runtime {
         // wasm32-wasip2 guests import WASI even when they do no I/O. Each store
         // gets an empty WASI context: no files, no env, no network, a frozen clock.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Wasmtime)?;
+        crate::wasi_sync::link_over_blocking_calls(&mut linker).map_err(LoadError::Wasmtime)?;
         // Every contract version's imports: a plugin links against its own.
         bindings::v0_1::EnricherPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(
             &mut linker,

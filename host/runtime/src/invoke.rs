@@ -9,6 +9,7 @@ use wasmtime::{Store, Trap};
 use weir_core::{JsonObject, Outcome, PluginEvent, Rejection, RejectionKind};
 
 use crate::bindings::{DescribeFunc, EventRef, ProcessFunc, WitBatch, WitOutcome, WitPluginInfo};
+use crate::breaker::BreakerChange;
 use crate::contract::Contract;
 use crate::lower_events::{EventBlock, EventList};
 use crate::sandbox::{LogSink, Sandbox};
@@ -25,44 +26,36 @@ pub enum Fault {
     CircuitOpen(String),
 }
 
+/// What went wrong, without naming the plugin: "trapped: …", "exceeded its
+/// memory limit …".
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.rejection("the plugin").message)
+        match self {
+            Fault::Trap(why) => write!(f, "trapped: {why}"),
+            Fault::CpuLimit(budget) => {
+                write!(f, "exceeded its CPU time limit of {budget:?} for the batch")
+            }
+            Fault::MemoryLimit(bytes) => {
+                write!(f, "exceeded its memory limit of {} MiB", bytes >> 20)
+            }
+            Fault::InvalidOutput(why) => write!(f, "broke the contract: {why}"),
+            Fault::BatchError(why) => write!(f, "refused the batch: {why}"),
+            Fault::CircuitOpen(why) => write!(f, "is {why}"),
+        }
     }
 }
 
 impl Fault {
     fn rejection(&self, plugin: &str) -> Rejection {
-        let (kind, message) = match self {
-            Fault::Trap(why) => (
-                RejectionKind::PluginTrap,
-                format!("plugin {plugin} trapped: {why}"),
-            ),
-            Fault::CpuLimit(budget) => (
-                RejectionKind::CpuLimit,
-                format!("plugin {plugin} exceeded its CPU time limit of {budget:?} for the batch"),
-            ),
-            Fault::MemoryLimit(bytes) => (
-                RejectionKind::MemoryLimit,
-                format!(
-                    "plugin {plugin} exceeded its memory limit of {} MiB",
-                    bytes >> 20
-                ),
-            ),
-            Fault::InvalidOutput(why) => (
-                RejectionKind::InvalidOutput,
-                format!("plugin {plugin} broke the contract: {why}"),
-            ),
-            Fault::BatchError(why) => (
-                RejectionKind::BatchError,
-                format!("plugin {plugin} refused the batch: {why}"),
-            ),
-            Fault::CircuitOpen(why) => (
-                RejectionKind::CircuitOpen,
-                format!("plugin {plugin} is {why}"),
-            ),
+        let kind = match self {
+            Fault::Trap(_) => RejectionKind::PluginTrap,
+            Fault::CpuLimit(_) => RejectionKind::CpuLimit,
+            Fault::MemoryLimit(_) => RejectionKind::MemoryLimit,
+            Fault::InvalidOutput(_) => RejectionKind::InvalidOutput,
+            Fault::BatchError(_) => RejectionKind::BatchError,
+            Fault::CircuitOpen(_) => RejectionKind::CircuitOpen,
         };
-        Rejection::new(kind, message)
+        Rejection::new(kind, format!("plugin {plugin} {self}"))
     }
 
     /// Whether this fault counts towards the circuit breaker.
@@ -228,7 +221,8 @@ impl Plugin {
             Ok((instantiate, called)) => (instantiate, called),
             Err(e) => (started.elapsed(), Err(e)),
         };
-        let sandbox = store.data();
+        let sandbox = store.data_mut();
+        let stderr = sandbox.printed.forward(&mut sandbox.log);
         let (peak, dropped) = (sandbox.memory.peak, sandbox.log.dropped);
 
         let outcome = match called {
@@ -236,10 +230,17 @@ impl Plugin {
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 Err(Fault::CpuLimit(limits.cpu_time))
             }
-            Err(e) => Err(Fault::Trap(match e.downcast_ref::<Trap>() {
-                Some(trap) => trap.to_string(),
-                None => format!("{e:#}"),
-            })),
+            Err(e) => {
+                let trap = match e.downcast_ref::<Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}"),
+                };
+                Err(Fault::Trap(match stderr {
+                    // A Rust plugin's panic message, for one.
+                    Some(stderr) => format!("{trap}; its stderr: {stderr}"),
+                    None => trap,
+                }))
+            }
             Ok(Err(why)) => Err(Fault::BatchError(why)),
             Ok(Ok(outcomes)) => self.validate(outcomes, events.len(), limits),
         };
@@ -262,7 +263,9 @@ impl Plugin {
                 }
             }
             Err(fault) => {
-                tracing::warn!(plugin = %self.inner.label, ?fault, records = events.len(), "plugin fault");
+                // At debug only: golden cases and the console's checks fault
+                // on purpose. The pipeline warns, naming tenant and event type.
+                tracing::debug!(plugin = %self.inner.label, %fault, records = events.len(), "plugin fault");
                 if fault.is_plugin_fault() {
                     self.record(Some(&format!("{fault:?}")), started);
                 }
@@ -272,8 +275,26 @@ impl Plugin {
     }
 
     fn record(&self, fault: Option<&str>, now: Instant) {
-        if let Ok(mut breaker) = self.inner.breaker.lock() {
-            breaker.record(fault, now);
+        let Ok(mut breaker) = self.inner.breaker.lock() else {
+            return;
+        };
+        let plugin = &self.inner.label;
+        match breaker.record(fault, now) {
+            Some(BreakerChange::Opened {
+                consecutive_faults,
+                cooldown,
+            }) => tracing::error!(
+                plugin = %plugin,
+                consecutive_faults,
+                cooldown_seconds = cooldown.as_secs_f64(),
+                last_fault = fault.unwrap_or_default(),
+                "circuit breaker open: the plugin's records are dead-lettered without running it until the cooldown ends; fix the plugin or its binding's config, or roll the binding back"
+            ),
+            Some(BreakerChange::Closed) => tracing::info!(
+                plugin = %plugin,
+                "circuit breaker closed: a trial batch after the cooldown succeeded"
+            ),
+            None => {}
         }
     }
 

@@ -1,5 +1,6 @@
-//! The per-batch store state: an empty WASI context, the memory limiter and the
-//! plugin's log sink. What a plugin can reach is exactly what is here.
+//! The per-batch store state: an empty WASI context, the memory limiter, the
+//! plugin's log sink and the capture of what it prints. What a plugin can
+//! reach is exactly what is here.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -16,9 +18,10 @@ use crate::bindings::{v0_1, v0_2};
 
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
     pub(crate) log: LogSink,
+    pub(crate) printed: Printed,
 }
 
 impl Sandbox {
@@ -26,7 +29,10 @@ impl Sandbox {
     /// clocks are frozen at it and its random numbers are a fixed sequence, so
     /// the same batch always gives the same output.
     pub(crate) fn new(now: Duration, memory_bytes: usize, log: LogSink) -> Self {
+        let printed = Printed::default();
         let wasi = WasiCtxBuilder::new()
+            .stdout(printed.stdout.clone())
+            .stderr(printed.stderr.clone())
             .wall_clock(FrozenWallClock(now))
             .monotonic_clock(FrozenMonotonicClock)
             .secure_random(StdRng::seed_from_u64(0))
@@ -42,7 +48,65 @@ impl Sandbox {
                 hit: false,
             },
             log,
+            printed,
         }
+    }
+}
+
+/// What a plugin wrote to stdout and stderr in a batch, its first
+/// [`PRINTED_BYTES`] each (`wasi_sync` drops the rest without failing the
+/// write). It becomes the plugin's log lines, stderr at warn, and the tail of
+/// stderr goes into a trap's reason: a Rust plugin's panic message is there.
+pub(crate) struct Printed {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+/// Per stream and batch.
+pub(crate) const PRINTED_BYTES: usize = 16 * 1024;
+
+/// The part of stderr a trap's reason carries.
+const STDERR_IN_TRAP_BYTES: usize = 512;
+
+impl Default for Printed {
+    fn default() -> Self {
+        Self {
+            stdout: MemoryOutputPipe::new(PRINTED_BYTES),
+            stderr: MemoryOutputPipe::new(PRINTED_BYTES),
+        }
+    }
+}
+
+impl Printed {
+    /// Logs what was printed, a line a log line (within the batch's log
+    /// budget), and returns the end of stderr, if anything was written there.
+    pub(crate) fn forward(&self, log: &mut LogSink) -> Option<String> {
+        let stdout = self.stdout.contents();
+        let stderr = self.stderr.contents();
+        let streams = [
+            (&stdout, LogLevel::Info, "stdout"),
+            (&stderr, LogLevel::Warn, "stderr"),
+        ];
+        for (bytes, level, stream) in streams {
+            let field = [("stream".to_owned(), stream.to_owned())];
+            for line in String::from_utf8_lossy(bytes).lines() {
+                if !line.trim().is_empty() {
+                    log.write(level, line, &field);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&stderr);
+        let text = text.trim();
+        (!text.is_empty()).then(|| {
+            let mut start = text.len().saturating_sub(STDERR_IN_TRAP_BYTES);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            text[start..]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
     }
 }
 

@@ -248,3 +248,79 @@ fn one_plugins_fault_leaves_another_plugin_running_alongside() {
     let report = looping.join().expect("the host thread survives");
     assert!(matches!(report.fault, Some(Fault::CpuLimit(_))));
 }
+
+/// Runs `f` where every Weir host calls plugins: inside a tokio runtime's
+/// task, where wasmtime-wasi's own blocking WASI calls (`block_on` on the
+/// ambient runtime) would panic the host's thread.
+fn in_async_host<T>(f: impl FnOnce() -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async { f() })
+}
+
+#[test]
+fn a_panic_inside_an_async_host_is_a_trap_that_carries_its_message() {
+    let harness = hostile();
+    let report = in_async_host(|| harness.run_batch("t", &[], &[attack("panic"), benign()]));
+    let Some(Fault::Trap(why)) = &report.fault else {
+        panic!("{:?}", report.fault);
+    };
+    assert!(why.contains("unreachable"), "{why}");
+    assert!(
+        why.contains("its stderr:") && why.contains("hostile plugin panics on purpose"),
+        "the panic message is in the reason: {why}"
+    );
+    let (_, message) = rejection(&report.outcomes[1]);
+    assert!(
+        message.contains("hostile plugin panics on purpose"),
+        "{message}"
+    );
+    in_async_host(|| assert_still_serves(&harness));
+}
+
+#[test]
+fn printing_never_fails_a_plugin_even_past_what_is_kept() {
+    let harness = hostile();
+    let report = in_async_host(|| {
+        harness.run_batch(
+            "t",
+            &[],
+            &[attack("print"), attack("print-flood"), benign()],
+        )
+    });
+    assert!(report.fault.is_none(), "{:?}", report.fault);
+    assert!(
+        matches!(&report.outcomes[0], Outcome::Enrich(f) if f.to_map()["printed"] == true),
+        "{:?}",
+        report.outcomes[0]
+    );
+    // 2 × 1.2 MB printed, 16 KiB of each stream kept: Rust's `println!` panics
+    // when a write fails, so an enriched event means every write succeeded.
+    assert!(
+        matches!(&report.outcomes[1], Outcome::Enrich(f) if f.to_map()["printed"] == 2_400_000),
+        "{:?}",
+        report.outcomes[1]
+    );
+    assert!(matches!(&report.outcomes[2], Outcome::Enrich(_)));
+}
+
+#[test]
+fn a_plugin_that_sleeps_traps_at_once() {
+    let harness = hostile();
+    let started = Instant::now();
+    let report = in_async_host(|| harness.run_batch("t", &[], &[attack("sleep"), benign()]));
+    // The attack sleeps for an hour.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        matches!(&report.fault, Some(Fault::Trap(why)) if why.contains("plugins may not wait")),
+        "{:?}",
+        report.fault
+    );
+    for outcome in &report.outcomes {
+        let (kind, message) = rejection(outcome);
+        assert_eq!(kind, RejectionKind::PluginTrap);
+        assert!(message.contains("hostile@6.6.6 trapped"), "{message}");
+    }
+    assert_still_serves(&harness);
+}

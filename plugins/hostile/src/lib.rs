@@ -1,7 +1,7 @@
 //! A plugin that misbehaves on request; only Weir's tests use it.
 //!
 //! Each event's payload names an `attack`. Batch-wide attacks (loop, memory,
-//! panic, stack overflow, wrong count) take the whole invocation down; per-event
+//! panic, stack overflow, sleep, wrong count) take the whole invocation down; per-event
 //! attacks answer for their event only (`remember` reports the state an earlier
 //! event left, `echo` returns the event's fields as the plugin received them). Events without an attack are enriched with `{"ok": true}`, so
 //! tests can see which records survived.
@@ -77,6 +77,19 @@ fn one(batch: &RawBatch, event: &Texts<'_>, attack: &str) -> RawOutcome {
             let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
             hasher.write_u64(42);
             json!({ "hash": hasher.finish() })
+        }
+        "print" => {
+            println!("to stdout, line 1\nto stdout, line 2");
+            eprintln!("to stderr");
+            json!({ "printed": true })
+        }
+        "print-flood" => {
+            let line = "flood ".repeat(100);
+            for _ in 0..2_000 {
+                println!("{line}");
+                eprintln!("{line}");
+            }
+            json!({ "printed": 2 * 2_000 * line.len() })
         }
         "log-flood" => {
             for i in 0..10_000 {
@@ -156,6 +169,7 @@ impl Guest for Hostile {
                 "stack-overflow" => {
                     std::hint::black_box(recurse(0));
                 }
+                "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
                 "wrong-count" => return Ok(Vec::new()),
                 "batch-error" => return Err("hostile plugin refuses the batch".to_owned()),
                 _ => {}
