@@ -231,9 +231,16 @@ impl Plugin {
                 Err(Fault::CpuLimit(limits.cpu_time))
             }
             Err(e) => {
-                let trap = match e.downcast_ref::<Trap>() {
-                    Some(trap) => trap.to_string(),
-                    None => format!("{e:#}"),
+                let trap = if let Some(trap) = e.downcast_ref::<Trap>() {
+                    trap.to_string()
+                } else if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    format!(
+                        "it exited (status {}) instead of returning its outcomes",
+                        exit.0
+                    )
+                } else {
+                    // A host call's refusal; without the wasm backtrace around it.
+                    e.root_cause().to_string()
                 };
                 Err(Fault::Trap(match stderr {
                     // A Rust plugin's panic message, for one.

@@ -1,7 +1,7 @@
 //! A plugin that misbehaves on request; only Weir's tests use it.
 //!
 //! Each event's payload names an `attack`. Batch-wide attacks (loop, memory,
-//! panic, stack overflow, sleep, wrong count) take the whole invocation down; per-event
+//! panic, stack overflow, sleep, exit, wrong count) take the whole invocation down; per-event
 //! attacks answer for their event only (`remember` reports the state an earlier
 //! event left, `echo` returns the event's fields as the plugin received them). Events without an attack are enriched with `{"ok": true}`, so
 //! tests can see which records survived.
@@ -170,6 +170,7 @@ impl Guest for Hostile {
                     std::hint::black_box(recurse(0));
                 }
                 "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
+                "exit" => std::process::exit(3),
                 "wrong-count" => return Ok(Vec::new()),
                 "batch-error" => return Err("hostile plugin refuses the batch".to_owned()),
                 _ => {}
