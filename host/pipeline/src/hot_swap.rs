@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use weir_core::backend::BackendError;
 use weir_core::registry::{BindingKey, BindingLimits, Registry, RegistryError};
 use weir_runtime::router::{Binding, Router, Shadow, SharedRouter};
 use weir_runtime::{Limits, Plugin, Runtime};
@@ -86,7 +87,15 @@ impl<R: Registry> RegistryRouter<R> {
             .component(sha256)
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("the component of {sha256}")))?;
-        let plugin = self.runtime.load(&bytes).map_err(|e| {
+        // Compiling a version not in the cache takes a few hundred milliseconds:
+        // off the async threads, which the shards' batches run on.
+        let runtime = self.runtime.clone();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|e| {
+                BackendError::retryable(format!("loading version {sha256} of {what}"), e)
+            })?;
+        let plugin = loaded.map_err(|e| {
             RegistryError::Refused(format!("version {sha256} of {what} does not load: {e}"))
         })?;
         self.loaded.insert(sha256.to_owned(), plugin.clone());
