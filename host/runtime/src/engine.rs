@@ -14,6 +14,7 @@ use crate::bindings;
 use crate::breaker::BreakerSettings;
 use crate::cache::ArtifactCache;
 use crate::sandbox::Sandbox;
+use crate::slots::InstanceSlots;
 use crate::{LoadError, Plugin, contract};
 
 /// Settings of the process-wide [`Runtime`].
@@ -28,7 +29,7 @@ pub struct RuntimeSettings {
     /// increment, and each loop back-edge in plugin code one load.
     pub epoch_tick: Duration,
     /// Plugin instances alive at once (one per batch in flight): the size of the
-    /// pooling allocator. Beyond it, instantiation fails with a clear error.
+    /// pooling allocator. Beyond it, a call waits for an instance to end.
     pub max_concurrent_instances: u32,
     /// The largest memory limit any binding may set; reserves address space
     /// (not memory) per pool slot.
@@ -73,6 +74,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) settings: RuntimeSettings,
     cache: Option<ArtifactCache>,
     ticker_stop: Arc<AtomicBool>,
+    pub(crate) slots: InstanceSlots,
 }
 
 impl Drop for RuntimeInner {
@@ -154,6 +156,7 @@ impl Runtime {
                 settings,
                 cache,
                 ticker_stop,
+                slots: InstanceSlots::new(slots),
             }),
         })
     }

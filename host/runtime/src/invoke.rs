@@ -88,6 +88,7 @@ pub(crate) fn describe(
     export: &ComponentExportIndex,
     limits: &Limits,
 ) -> Result<WitPluginInfo, String> {
+    let _slot = runtime.inner.slots.take();
     let mut store = new_store(runtime, limits, Duration::ZERO, "loading plugin".into());
     pre.instantiate(&mut store)
         .and_then(|instance| instance.get_typed_func(&mut store, export))
@@ -196,6 +197,7 @@ impl Plugin {
             .and_then(|e| weir_core::time::parse_rfc3339(&e.processing_time).ok())
             .and_then(|t| t.signed_duration_since(chrono_epoch()).to_std().ok())
             .unwrap_or_default();
+        let _slot = self.inner.runtime.inner.slots.take();
         let mut store = new_store(&self.inner.runtime, limits, now, self.inner.label.clone());
         let result = self.inner.pre.instantiate(&mut store).map(|instance| {
             let instantiated = started.elapsed();

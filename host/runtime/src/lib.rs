@@ -29,6 +29,7 @@ mod lower_events;
 mod plugin;
 pub mod router;
 mod sandbox;
+mod slots;
 mod wasi_sync;
 
 pub use breaker::BreakerSettings;

@@ -297,3 +297,38 @@ fn echoes_every_field(plugin: &weir_runtime::Plugin) {
         }
     }
 }
+
+#[test]
+fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_faulting() {
+    // One slot, four threads calling at once: without waiting, every call that
+    // met the slot taken would fail to instantiate and count as a plugin fault.
+    let rt = runtime(RuntimeSettings {
+        max_concurrent_instances: 1,
+        ..Default::default()
+    });
+    let plugin = rt.load_file(repo_plugin("transaction")).unwrap();
+    let events: Vec<PluginEvent<'static>> = (0..300)
+        .map(|i| {
+            event(
+                json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z",
+                         "amount": i, "currency": "EUR"}),
+            )
+        })
+        .collect();
+    let faults = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..25)
+                        .filter_map(|_| plugin.process(&[], &events, &Limits::default()).fault)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .flat_map(|caller| caller.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(faults.is_empty(), "{faults:?}");
+}
