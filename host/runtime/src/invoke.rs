@@ -251,7 +251,7 @@ impl Plugin {
                 }))
             }
             Ok(Err(why)) => Err(Fault::BatchError(why)),
-            Ok(Ok(outcomes)) => self.validate(outcomes, events.len(), limits),
+            Ok(Ok(outcomes)) => self.validate(outcomes, events, limits),
         };
         match outcome {
             Ok(outcomes) => {
@@ -331,26 +331,22 @@ impl Plugin {
     fn validate(
         &self,
         raw: Vec<WitOutcome>,
-        expected: usize,
+        events: &[PluginEvent<'_>],
         limits: &Limits,
     ) -> Result<Vec<Outcome>, Fault> {
-        if raw.len() != expected {
+        if raw.len() != events.len() {
             return Err(Fault::InvalidOutput(format!(
-                "returned {} outcomes for {expected} events",
-                raw.len()
+                "returned {} outcomes for {} events",
+                raw.len(),
+                events.len()
             )));
         }
-        let total: usize = raw
-            .iter()
-            .map(|o| match o {
-                WitOutcome::Enrich(text) => text.len(),
-                WitOutcome::Emit(records) => records.iter().map(String::len).sum(),
-                WitOutcome::Drop(_) | WitOutcome::Reject(_) => 0,
-            })
-            .sum();
+        let total = output_weight(&raw, events);
         if total > limits.max_batch_output_bytes {
             return Err(Fault::InvalidOutput(format!(
-                "batch output of {total} bytes exceeds the limit of {} bytes",
+                "batch output of {total} bytes (each output counted with its envelope, and the \
+                 record copied into every output after an event's first) exceeds the limit of {} \
+                 bytes",
                 limits.max_batch_output_bytes
             )));
         }
@@ -398,6 +394,33 @@ impl Plugin {
             })
             .collect())
     }
+}
+
+/// What the envelope adds to each output besides the original record (its
+/// metadata: ids, times, shard, plugin), rounded up.
+const ENVELOPE_BYTES_PER_OUTPUT: usize = 256;
+
+/// The bytes a batch's outputs make the host write beyond the records it was
+/// given: each output's JSON and envelope, and for every output after an
+/// event's first, another copy of the record (every output line carries its
+/// original). Emitting multiplies a record, so this is what
+/// [`Limits::max_batch_output_bytes`] bounds: a plugin emitting a million `{}`
+/// for a large record would otherwise make the host write a million copies.
+fn output_weight(raw: &[WitOutcome], events: &[PluginEvent<'_>]) -> usize {
+    raw.iter()
+        .zip(events)
+        .map(|(outcome, event)| match outcome {
+            WitOutcome::Enrich(text) => text.len().saturating_add(ENVELOPE_BYTES_PER_OUTPUT),
+            WitOutcome::Emit(records) => {
+                let own = records.iter().fold(0usize, |sum, r| {
+                    sum.saturating_add(r.len() + ENVELOPE_BYTES_PER_OUTPUT)
+                });
+                let copies = records.len().saturating_sub(1);
+                own.saturating_add(copies.saturating_mul(event.payload.len()))
+            }
+            WitOutcome::Drop(_) | WitOutcome::Reject(_) => 0,
+        })
+        .fold(0, usize::saturating_add)
 }
 
 fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {

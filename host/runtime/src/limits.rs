@@ -14,7 +14,9 @@ pub struct Limits {
     pub cpu_time: Duration,
     /// Size of one output record (each `enrich` or `emit` JSON text), in bytes.
     pub max_record_output_bytes: usize,
-    /// Size of all outputs of one batch, in bytes.
+    /// Size of all outputs of one batch, in bytes: each output's JSON and its
+    /// envelope's metadata (256 bytes), and a copy of the record for every
+    /// output after an event's first (the envelope carries the original).
     pub max_batch_output_bytes: usize,
     /// Log lines a plugin may emit per batch; the rest are counted and dropped.
     pub max_log_lines: u32,

@@ -337,3 +337,40 @@ fn a_plugin_that_sleeps_traps_at_once() {
     }
     assert_still_serves(&harness);
 }
+
+fn explode(count: u64, padding: usize) -> Value {
+    json!({"event_type": "hostile", "timestamp": "2024-01-15T10:30:00Z",
+           "attack": "explode", "count": count, "padding": "p".repeat(padding)})
+}
+
+#[test]
+fn emitting_many_outputs_is_allowed_within_the_batch_output_limit() {
+    let report = hostile().run_batch(
+        "t",
+        &[],
+        &[explode(3, 100_000), explode(1_000, 0), benign()],
+    );
+    assert_eq!(report.fault, None);
+    assert!(matches!(&report.outcomes[0], Outcome::Emit(records) if records.len() == 3));
+    assert!(matches!(&report.outcomes[1], Outcome::Emit(records) if records.len() == 1_000));
+    assert!(matches!(&report.outcomes[2], Outcome::Enrich(_)));
+}
+
+#[test]
+fn outputs_that_would_multiply_a_record_past_the_limit_reject_the_batch() {
+    // Each output line carries the original record: 40 outputs of a 500 KB
+    // record are 20 MB to write, from 40 tiny outputs; and 100,000 `{"i":n}`
+    // (1.2 MB of JSON) are 100,000 envelopes.
+    for payload in [explode(40, 500_000), explode(100_000, 0)] {
+        let report = hostile().run_batch("t", &[], &[payload, benign()]);
+        assert!(
+            matches!(&report.fault, Some(Fault::InvalidOutput(m))
+                if m.contains("exceeds the limit of 16777216 bytes")),
+            "{:?}",
+            report.fault
+        );
+        for outcome in &report.outcomes {
+            assert_eq!(rejection(outcome).0, RejectionKind::InvalidOutput);
+        }
+    }
+}

@@ -114,6 +114,14 @@ fn one(batch: &RawBatch, event: &Texts<'_>, attack: &str) -> RawOutcome {
             "event_time": event.event_time,
         }),
         "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
+        // `count` outputs, each of which the envelope gives a copy of the record.
+        "explode" => {
+            let count = serde_json::from_str::<serde_json::Value>(event.payload)
+                .ok()
+                .and_then(|v| v.get("count").and_then(serde_json::Value::as_u64))
+                .unwrap_or(2);
+            return RawOutcome::Emit((0..count).map(|i| format!("{{\"i\":{i}}}")).collect());
+        }
         _ => json!({ "ok": true, "sequence": event.sequence_number, "tenant": batch.tenant }),
     };
     RawOutcome::Enrich(fields.to_string())
