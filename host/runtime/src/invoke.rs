@@ -250,7 +250,7 @@ impl Plugin {
                     None => trap,
                 }))
             }
-            Ok(Err(why)) => Err(Fault::BatchError(why)),
+            Ok(Err(why)) => Err(Fault::BatchError(bounded(why))),
             Ok(Ok(outcomes)) => self.validate(outcomes, events, limits),
         };
         match outcome {
@@ -389,11 +389,30 @@ impl Plugin {
                     .map(|r| parse(r))
                     .collect::<Result<Vec<_>, _>>()
                     .map_or_else(invalid, Outcome::Emit),
-                WitOutcome::Drop(reason) => Outcome::Drop(reason),
-                WitOutcome::Reject(r) => Outcome::Reject(Rejection::new(r.kind.into(), r.message)),
+                WitOutcome::Drop(reason) => Outcome::Drop(bounded(reason)),
+                WitOutcome::Reject(r) => {
+                    Outcome::Reject(Rejection::new(r.kind.into(), bounded(r.message)))
+                }
             })
             .collect())
     }
+}
+
+/// A plugin's reasons go into every dead letter they explain: enough to say
+/// what is wrong, not a second payload.
+const MAX_REASON_BYTES: usize = 4096;
+
+fn bounded(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = reason.len() - end;
+        reason.truncate(end);
+        reason.push_str(&format!("… ({cut} more bytes not kept)"));
+    }
+    reason
 }
 
 /// What the envelope adds to each output besides the original record (its

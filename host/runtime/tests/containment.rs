@@ -374,3 +374,23 @@ fn outputs_that_would_multiply_a_record_past_the_limit_reject_the_batch() {
         }
     }
 }
+
+#[test]
+fn a_plugins_reasons_are_kept_to_4_kib() {
+    let report = hostile().run_batch("t", &[], &[attack("long-reason"), benign()]);
+    assert_eq!(report.fault, None);
+    let (kind, message) = rejection(&report.outcomes[0]);
+    assert_eq!(kind, RejectionKind::InvalidField);
+    // 100,000 bytes of "é": 4,096 kept (a character boundary), the rest said.
+    assert!(
+        message.starts_with(&"é".repeat(2_048)),
+        "{}",
+        &message[..20]
+    );
+    assert!(
+        message.ends_with("… (95904 more bytes not kept)"),
+        "{}",
+        &message[4_000..]
+    );
+    assert!(matches!(&report.outcomes[1], Outcome::Enrich(_)));
+}

@@ -114,6 +114,13 @@ fn one(batch: &RawBatch, event: &Texts<'_>, attack: &str) -> RawOutcome {
             "event_time": event.event_time,
         }),
         "drop" => return RawOutcome::Drop("asked to drop".to_owned()),
+        "long-reason" => {
+            use bindings::weir::plugin::types::{Rejection, RejectionKind};
+            return RawOutcome::Reject(Rejection {
+                kind: RejectionKind::InvalidField,
+                message: "é".repeat(50_000),
+            });
+        }
         // `count` outputs, each of which the envelope gives a copy of the record.
         "explode" => {
             let count = serde_json::from_str::<serde_json::Value>(event.payload)
