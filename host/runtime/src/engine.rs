@@ -89,7 +89,8 @@ impl Runtime {
         // Each plugin instance is one component instance holding a few core
         // instances (the guest module and WASI adapter shims), one memory and
         // one table per core module at most.
-        let slots = settings.max_concurrent_instances;
+        // Zero would make every call wait for a slot that never comes.
+        let slots = settings.max_concurrent_instances.max(1);
         pool.total_component_instances(slots)
             .total_core_instances(slots * 8)
             .total_memories(slots * 2)

@@ -332,3 +332,19 @@ fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_faulting() {
     });
     assert!(faults.is_empty(), "{faults:?}");
 }
+
+#[test]
+fn a_pool_of_no_instances_is_taken_for_one() {
+    let rt = runtime(RuntimeSettings {
+        max_concurrent_instances: 0,
+        ..Default::default()
+    });
+    let plugin = rt.load_file(repo_plugin("transaction")).unwrap();
+    let report = plugin.process(
+        &[],
+        &[event(json!({"event_type": "transaction",
+        "timestamp": "2024-01-15T10:30:00Z", "amount": 1, "currency": "EUR"}))],
+        &Limits::default(),
+    );
+    assert_eq!(report.fault, None);
+}
