@@ -8,9 +8,11 @@ use anyhow::Context;
 use chrono::Utc;
 use serde_json::{Value, json};
 use weir_core::backend::ObjectStore;
+use weir_embedded::EmbeddedRegistry;
 use weir_lambda::{kinesis, s3, samples};
-use weir_pipeline::BatchResult;
+use weir_pipeline::{BatchResult, RegistryRouter};
 use weir_runtime::Runtime;
+use weir_runtime::router::Router;
 
 use crate::wiring;
 use weir_lambda::sampler::{EVENT_TYPES, Sampler, partition_key};
@@ -105,40 +107,58 @@ pub fn invoke(runtime: Runtime, command: InvokeCommand) -> anyhow::Result<ExitCo
     let wasm_dir = wiring::build_examples()?;
     let plugins = wiring::load_examples(&runtime, &wasm_dir)?;
     let settings = wiring::pipeline_settings(args.two_stage);
-    let pipeline = wiring::pipeline(&args.data_dir, wiring::default_bindings(&plugins), settings)?;
+    let base = wiring::default_bindings(&plugins);
+    let pipeline = wiring::pipeline(&args.data_dir, Router::new(), settings)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
-        if is_kinesis {
-            let event: kinesis::KinesisEvent = read_event(&args.event)?;
-            let handled = kinesis::handle(&pipeline, event, Utc::now()).await;
-            for result in &handled.batches {
-                eprintln!("{}", summary(result));
-            }
-            for (shard, error) in &handled.failures {
-                eprintln!("shard {shard} failed, reported for retry: {error}");
-            }
-            println!("{}", serde_json::to_string(&handled.response)?);
-            Ok(ExitCode::SUCCESS)
-        } else {
-            let event = read_event(&args.event)?;
-            let transformed = s3::handle(&pipeline, event, Utc::now())
-                .await
-                .context("the transformer failed (Lambda would retry the invocation)")?;
-            let skipped: Vec<Value> = transformed
-                .skipped
-                .iter()
-                .map(|(key, why)| json!({"key": key, "why": why}))
-                .collect();
-            let results: Vec<Value> = transformed.results.iter().map(summary).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"transformed": results, "skipped": skipped}))?
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        // The bindings the deployed function follows: the registry's
+        // activations (and shadows) over the examples' defaults.
+        let registry =
+            EmbeddedRegistry::open(pipeline.metadata.clone(), pipeline.objects.clone()).await?;
+        let mut follower = RegistryRouter::new(registry, runtime.clone(), base);
+        follower.refresh(&pipeline.router).await?;
+        let code = handle(&pipeline, is_kinesis, args).await?;
+        // What shadow versions saw, as the deployed function reports it.
+        follower.flush_shadow_tallies(&pipeline.router).await?;
+        Ok(code)
     })
+}
+
+async fn handle(
+    pipeline: &wiring::EmbeddedPipeline,
+    is_kinesis: bool,
+    args: &InvokeArgs,
+) -> anyhow::Result<ExitCode> {
+    if is_kinesis {
+        let event: kinesis::KinesisEvent = read_event(&args.event)?;
+        let handled = kinesis::handle(pipeline, event, Utc::now()).await;
+        for result in &handled.batches {
+            eprintln!("{}", summary(result));
+        }
+        for (shard, error) in &handled.failures {
+            eprintln!("shard {shard} failed, reported for retry: {error}");
+        }
+        println!("{}", serde_json::to_string(&handled.response)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let event = read_event(&args.event)?;
+        let transformed = s3::handle(pipeline, event, Utc::now())
+            .await
+            .context("the transformer failed (Lambda would retry the invocation)")?;
+        let skipped: Vec<Value> = transformed
+            .skipped
+            .iter()
+            .map(|(key, why)| json!({"key": key, "why": why}))
+            .collect();
+        let results: Vec<Value> = transformed.results.iter().map(summary).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"transformed": results, "skipped": skipped}))?
+        );
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 pub fn events(command: EventsCommand) -> anyhow::Result<ExitCode> {

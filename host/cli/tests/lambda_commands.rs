@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{text, weir};
+use common::{text, wasm, weir};
 use serde_json::Value;
 
 fn run_ok(args: &[&str]) -> String {
@@ -220,5 +220,60 @@ fn each_batch_logs_json_in_its_span_with_shard_sequence_range_and_plugin_version
             .unwrap()
             .starts_with("shardId-000000000000-"),
         "{done}"
+    );
+}
+
+#[test]
+fn invoke_follows_the_registrys_activations_as_the_deployed_function_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    run_ok(&["registry", "add", &wasm("hostile"), "--data-dir", data]);
+    run_ok(&[
+        "registry",
+        "activate",
+        "hostile@6.6.6",
+        "--event-type",
+        "hostile",
+        "--data-dir",
+        data,
+    ]);
+    let hostile = |attack: &str| {
+        let event = format!(
+            r#"{{"event_type":"hostile","timestamp":"2024-01-15T10:30:00Z","attack":"{attack}"}}"#
+        );
+        ("pk".to_owned(), event.into_bytes())
+    };
+    let event = weir_lambda::samples::kinesis_event(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/weir-events",
+        "shardId-000000000000",
+        &[hostile("drop"), hostile("none"), hostile("drop")],
+        1,
+        chrono::Utc::now(),
+    );
+    let file = dir.path().join("kinesis.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+
+    let output = weir(&[
+        "invoke",
+        "kinesis",
+        "--event",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: Value = text(&output.stderr)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("a batch summary");
+    // Unbound, `hostile` events pass through; bound, the plugin drops two.
+    assert_eq!(summary["dropped"], 2, "{summary}");
+    assert_eq!(
+        summary["plugins"],
+        serde_json::json!(["hostile@6.6.6"]),
+        "{summary}"
     );
 }
