@@ -26,6 +26,7 @@ mod error;
 mod invoke;
 mod limits;
 mod lower_events;
+mod outputs;
 mod plugin;
 pub mod router;
 mod sandbox;
