@@ -38,6 +38,10 @@ impl Sandbox {
             .secure_random(StdRng::seed_from_u64(0))
             .insecure_random(StdRng::seed_from_u64(0))
             .insecure_random_seed(0)
+            // wasmtime-wasi's default is 64 MiB a call, made byte by byte on
+            // the host, where the CPU limit cannot stop it (16 s in a debug
+            // build); seeding a hash map takes 16 bytes.
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         Self {
             wasi,
@@ -61,6 +65,9 @@ pub(crate) struct Printed {
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
 }
+
+/// The most random bytes one `wasi:random` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 /// Per stream and batch.
 pub(crate) const PRINTED_BYTES: usize = 16 * 1024;

@@ -394,3 +394,15 @@ fn a_plugins_reasons_are_kept_to_4_kib() {
     );
     assert!(matches!(&report.outcomes[1], Outcome::Enrich(_)));
 }
+
+#[test]
+fn a_plugin_asking_for_64_mib_of_random_bytes_is_refused_before_the_host_makes_them() {
+    let report = hostile().run_batch("t", &[], &[attack("random-bomb"), benign()]);
+    assert!(
+        matches!(&report.fault, Some(Fault::Trap(why))
+            if why.contains("requested len 67108864 exceeds limit 65536")),
+        "{:?}",
+        report.fault
+    );
+    assert_still_serves(&hostile());
+}

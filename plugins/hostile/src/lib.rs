@@ -18,6 +18,28 @@ use weir_plugin_sdk::json;
 
 struct Hostile;
 
+/// `wasi:random` called directly, as a runtime of another language would.
+mod random {
+    weir_plugin_sdk::__private::wit_bindgen::generate!({
+        inline: r#"
+            package weir:hostile;
+
+            world random-user {
+                import wasi:random/random@0.2.0;
+            }
+
+            package wasi:random@0.2.0 {
+                interface random {
+                    get-random-bytes: func(len: u64) -> list<u8>;
+                    get-random-u64: func() -> u64;
+                }
+            }
+        "#,
+        runtime_path: "weir_plugin_sdk::__private::wit_bindgen::rt",
+        generate_all,
+    });
+}
+
 /// One event's texts, as the plugin received them.
 struct Texts<'a> {
     payload: &'a str,
@@ -186,6 +208,10 @@ impl Guest for Hostile {
                 }
                 "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
                 "exit" => std::process::exit(3),
+                "random-bomb" => {
+                    let bytes = random::wasi::random::random::get_random_bytes(64 << 20);
+                    std::hint::black_box(bytes);
+                }
                 "wrong-count" => return Ok(Vec::new()),
                 "batch-error" => return Err("hostile plugin refuses the batch".to_owned()),
                 _ => {}
