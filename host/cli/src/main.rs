@@ -142,7 +142,7 @@ impl LimitArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, cli.command.default_log_filter());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -152,9 +152,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+impl Command {
+    /// What is logged unless `WEIR_LOG` says otherwise: warnings and errors,
+    /// and for the plugin author's commands the plugin's own logs and prints
+    /// too, which are what they run it to see.
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Plugin(PluginCommand::Run(_) | PluginCommand::Test(_)) => {
+                "warn,weir::plugin=debug"
+            }
+            _ => "warn",
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

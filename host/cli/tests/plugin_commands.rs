@@ -261,3 +261,19 @@ fn a_scaffolded_plugin_builds_and_passes_its_own_tests() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn plugin_run_shows_what_the_plugin_prints_and_keeps_stdout_for_outcomes() {
+    let input = r#"{"event_type":"hostile","timestamp":"2024-01-15T10:30:00Z","attack":"print"}"#;
+    let mut command = weir(&["plugin", "run", &wasm("hostile")]);
+    command.env_remove("WEIR_LOG");
+    let output = run_with_stdin(command, input);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let outcomes = text(&output.stdout);
+    assert_eq!(outcomes.lines().count(), 1, "{outcomes}");
+    assert!(outcomes.contains(r#""printed":true"#), "{outcomes}");
+    let logs = text(&output.stderr);
+    for line in ["to stdout, line 1", "to stdout, line 2", "to stderr"] {
+        assert!(logs.contains(line), "{line} missing from the logs: {logs}");
+    }
+}
