@@ -26,7 +26,7 @@ use wasmtime_wasi::p2::{SocketError, SocketResult, StreamError, StreamResult, Ud
 use crate::sandbox::Sandbox;
 
 /// The trap of a plugin that waits.
-pub(crate) const WAITING_REFUSED: &str =
+const WAITING_REFUSED: &str =
     "plugins may not wait (a sleep, or a poll of wasi:io): Weir gives them nothing to wait for";
 
 /// Links the replacements over what `wasmtime_wasi::p2::add_to_linker_sync`
@@ -51,16 +51,14 @@ impl HasData for NonBlocking {
 /// The store's resources, seen by the replacements.
 pub(crate) struct NonBlockingView<'a>(&'a mut ResourceTable);
 
-impl NonBlockingView<'_> {
-    fn table(&mut self) -> &mut ResourceTable {
-        self.0
-    }
-}
-
 /// What a full capture says it takes (WASI's most for one blocking write).
 const TAKEN_WHEN_FULL: u64 = 4096;
 
 impl NonBlockingView<'_> {
+    fn table(&mut self) -> &mut ResourceTable {
+        self.0
+    }
+
     /// The bytes the stream keeps now; `None` once it is full (its bytes are
     /// then taken and not kept).
     fn room(&mut self, stream: Resource<OutputStream>) -> StreamResult<Option<u64>> {
