@@ -124,6 +124,17 @@ pub struct TestRunReport {
     pub peak_memory_bytes: usize,
     /// What took the whole batch down, if anything.
     pub fault: Option<String>,
+    /// What the plugin printed, a line an entry (the first 16 KiB of each
+    /// stream): what a plugin author's `println!` debugging shows.
+    pub printed: Vec<PrintedLineView>,
+}
+
+/// A line the plugin printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrintedLineView {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub text: String,
 }
 
 /// Runs the events through the plugin as the host would, with the default
@@ -144,5 +155,13 @@ pub fn test_run(plugin: &Plugin, run: &TestRun) -> Result<TestRunReport, String>
         elapsed_micros: report.elapsed.as_micros() as u64,
         peak_memory_bytes: report.peak_memory_bytes,
         fault: report.fault.map(|f| f.to_string()),
+        printed: report
+            .printed
+            .into_iter()
+            .map(|line| PrintedLineView {
+                stream: line.stream,
+                text: line.text,
+            })
+            .collect(),
     })
 }

@@ -239,7 +239,8 @@ pub fn document() -> Value {
                 "TestRunReport": { "type": "object", "properties": {
                     "plugin": { "type": "string" },
                     "outcomes": { "type": "array", "items": { "type": "object", "properties": { "outcome": { "enum": ["enrich", "emit", "drop", "reject"] } } } },
-                    "elapsed_micros": { "type": "integer" }, "peak_memory_bytes": { "type": "integer" }, "fault": { "type": ["string", "null"] }
+                    "elapsed_micros": { "type": "integer" }, "peak_memory_bytes": { "type": "integer" }, "fault": { "type": ["string", "null"] },
+                    "printed": { "type": "array", "items": { "type": "object", "properties": { "stream": { "enum": ["stdout", "stderr"] }, "text": { "type": "string" } } } }
                 } }
             }
         }

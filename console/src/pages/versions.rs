@@ -345,6 +345,10 @@ fn report_page(caller: &PageCaller, report: &TestRunReport) -> Markup {
             thead { tr { th { "#" } th { "Outcome" } th { "Detail" } } }
             tbody { @for (i, o) in report.outcomes.iter().enumerate() { (outcome_row(i, o)) } }
         }
+        @if !report.printed.is_empty() {
+            h2 { "Printed" }
+            pre.printed { @for line in &report.printed { (line.stream) ": " (line.text) "\n" } }
+        }
     };
     layout(
         &format!("Test run of {}", report.plugin),

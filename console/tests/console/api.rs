@@ -111,6 +111,51 @@ async fn uploads_over_the_size_limit_are_refused_clearly() {
 }
 
 #[tokio::test]
+async fn a_test_run_shows_what_the_plugin_printed_and_a_panics_message() {
+    let f = fixture().await;
+    let uploaded = f.upload(&f.admin, &component("hostile"), None, None).await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.text());
+    let sha = uploaded.json()["version"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event = |attack: &str| json!({ "event_type": "hostile", "timestamp": "2024-01-15T10:30:00Z", "attack": attack });
+    let path = format!("/api/v1/versions/{sha}/test");
+    let printing = json!({ "events": [event("print")] });
+    let report = f
+        .api("POST", &path, Some(&f.admin), Some(printing))
+        .await
+        .json();
+    assert_eq!(report["outcomes"][0]["outcome"], "enrich", "{report}");
+    assert_eq!(
+        report["printed"],
+        json!([
+            { "stream": "stdout", "text": "to stdout, line 1" },
+            { "stream": "stdout", "text": "to stdout, line 2" },
+            { "stream": "stderr", "text": "to stderr" }
+        ])
+    );
+    let panicking = json!({ "events": [event("panic")] });
+    let report = f
+        .api("POST", &path, Some(&f.admin), Some(panicking))
+        .await
+        .json();
+    let fault = report["fault"].as_str().unwrap();
+    assert!(
+        fault.contains("hostile plugin panics on purpose"),
+        "{fault}"
+    );
+    assert!(
+        report["printed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["stream"] == "stderr" && l["text"] == "hostile plugin panics on purpose"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
 async fn a_test_run_shows_each_events_outcome_and_golden_cases_run_again() {
     let f = fixture().await;
     let uploaded = f

@@ -12,7 +12,7 @@ use crate::breaker::BreakerChange;
 use crate::contract::Contract;
 use crate::lower_events::{EventBlock, EventList};
 use crate::outputs::{bounded, validate};
-use crate::sandbox::{LogSink, Sandbox};
+use crate::sandbox::{LogSink, PrintedLine, Sandbox};
 use crate::{Limits, Plugin, Runtime};
 
 /// A fault of the plugin that took its whole batch down.
@@ -80,6 +80,9 @@ pub struct BatchReport {
     pub peak_memory_bytes: usize,
     /// Log lines over the budget, dropped.
     pub log_lines_dropped: u32,
+    /// What the plugin printed to stdout and stderr, a line an entry (the
+    /// first 16 KiB of each stream per call).
+    pub printed: Vec<PrintedLine>,
 }
 
 pub(crate) fn describe(
@@ -156,6 +159,7 @@ impl Plugin {
                 instantiate: Duration::ZERO,
                 peak_memory_bytes: 0,
                 log_lines_dropped: 0,
+                printed: Vec::new(),
             };
         };
         let mut report = self.invoke(config, first, limits);
@@ -167,6 +171,7 @@ impl Plugin {
             report.instantiate += next.instantiate;
             report.peak_memory_bytes = report.peak_memory_bytes.max(next.peak_memory_bytes);
             report.log_lines_dropped += next.log_lines_dropped;
+            report.printed.extend(next.printed);
         }
         report
     }
@@ -224,7 +229,7 @@ impl Plugin {
             Err(e) => (started.elapsed(), Err(e)),
         };
         let sandbox = store.data_mut();
-        let stderr = sandbox.printed.forward(&mut sandbox.log);
+        let printed = sandbox.printed.forward(&mut sandbox.log);
         let (peak, dropped) = (sandbox.memory.peak, sandbox.log.dropped);
 
         let outcome = match called {
@@ -244,7 +249,7 @@ impl Plugin {
                     // A host call's refusal; without the wasm backtrace around it.
                     e.root_cause().to_string()
                 };
-                Err(Fault::Trap(match stderr {
+                Err(Fault::Trap(match printed.stderr_tail {
                     // A Rust plugin's panic message, for one.
                     Some(stderr) => format!("{trap}; its stderr: {stderr}"),
                     None => trap,
@@ -269,6 +274,7 @@ impl Plugin {
                     instantiate,
                     peak_memory_bytes: peak,
                     log_lines_dropped: dropped,
+                    printed: printed.lines,
                 }
             }
             Err(fault) => {
@@ -278,7 +284,10 @@ impl Plugin {
                 if fault.is_plugin_fault() {
                     self.record(Some(&format!("{fault:?}")), started);
                 }
-                self.all_rejected(events.len(), fault, started, instantiate, peak, dropped)
+                let mut report =
+                    self.all_rejected(events.len(), fault, started, instantiate, peak, dropped);
+                report.printed = printed.lines;
+                report
             }
         }
     }
@@ -324,6 +333,7 @@ impl Plugin {
             instantiate,
             peak_memory_bytes,
             log_lines_dropped,
+            printed: Vec::new(),
         }
     }
 }

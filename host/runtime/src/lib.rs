@@ -40,3 +40,4 @@ pub use error::LoadError;
 pub use invoke::{BatchReport, Fault};
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginInfo};
+pub use sandbox::PrintedLine;

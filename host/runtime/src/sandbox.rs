@@ -84,37 +84,65 @@ impl Default for Printed {
     }
 }
 
+/// A line a plugin printed, as its batch's report gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintedLine {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// What a batch printed: its lines, and the end of stderr for a trap's reason.
+pub(crate) struct Forwarded {
+    pub(crate) lines: Vec<PrintedLine>,
+    pub(crate) stderr_tail: Option<String>,
+}
+
 impl Printed {
     /// Logs what was printed, a line a log line (within the batch's log
-    /// budget), and returns the end of stderr, if anything was written there.
-    pub(crate) fn forward(&self, log: &mut LogSink) -> Option<String> {
+    /// budget), and returns it with the end of stderr, if anything was
+    /// written there.
+    pub(crate) fn forward(&self, log: &mut LogSink) -> Forwarded {
         let stdout = self.stdout.contents();
         let stderr = self.stderr.contents();
         let streams = [
             (&stdout, LogLevel::Info, "stdout"),
             (&stderr, LogLevel::Warn, "stderr"),
         ];
+        let mut lines = Vec::new();
         for (bytes, level, stream) in streams {
             let field = [("stream".to_owned(), stream.to_owned())];
             for line in String::from_utf8_lossy(bytes).lines() {
                 if !line.trim().is_empty() {
                     log.write(level, line, &field);
+                    lines.push(PrintedLine {
+                        stream,
+                        text: line.to_owned(),
+                    });
                 }
             }
         }
-        let text = String::from_utf8_lossy(&stderr);
-        let text = text.trim();
-        (!text.is_empty()).then(|| {
-            let mut start = text.len().saturating_sub(STDERR_IN_TRAP_BYTES);
-            while !text.is_char_boundary(start) {
-                start += 1;
-            }
-            text[start..]
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        Forwarded {
+            lines,
+            stderr_tail: tail(&stderr),
+        }
     }
+}
+
+/// The end of stderr, on one line.
+fn tail(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    (!text.is_empty()).then(|| {
+        let mut start = text.len().saturating_sub(STDERR_IN_TRAP_BYTES);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
 }
 
 impl WasiView for Sandbox {

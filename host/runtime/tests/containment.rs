@@ -303,6 +303,22 @@ fn printing_never_fails_a_plugin_even_past_what_is_kept() {
         report.outcomes[1]
     );
     assert!(matches!(&report.outcomes[2], Outcome::Enrich(_)));
+    // The report holds what was kept, a line an entry, stream by stream.
+    let printed: Vec<(&str, &str)> = report
+        .printed
+        .iter()
+        .map(|l| (l.stream, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        printed[..2],
+        [
+            ("stdout", "to stdout, line 1"),
+            ("stdout", "to stdout, line 2")
+        ]
+    );
+    assert!(printed.contains(&("stderr", "to stderr")), "{printed:?}");
+    let kept: usize = report.printed.iter().map(|l| l.text.len()).sum();
+    assert!(kept <= 2 * 16 * 1024, "{kept} bytes kept of 2.4 MB printed");
 }
 
 #[test]
