@@ -6,3 +6,4 @@ mod authorization;
 mod browser;
 mod common;
 mod pages;
+mod test_runs;

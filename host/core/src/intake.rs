@@ -251,11 +251,7 @@ fn abbreviate(text: &str) -> Cow<'_, str> {
     if text.len() <= MAX {
         return Cow::Borrowed(text);
     }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}…", &text[..end]))
+    Cow::Owned(format!("{}…", &text[..text.floor_char_boundary(MAX)]))
 }
 
 /// The deepest nesting of arrays and objects, outside strings.

@@ -83,10 +83,7 @@ const MAX_REASON_BYTES: usize = 4096;
 
 pub(crate) fn bounded(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = reason.floor_char_boundary(MAX_REASON_BYTES);
         let cut = reason.len() - end;
         reason.truncate(end);
         reason.push_str(&format!("… ({cut} more bytes not kept)"));

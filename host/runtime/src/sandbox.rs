@@ -105,6 +105,13 @@ impl Printed {
     pub(crate) fn forward(&self, log: &mut LogSink) -> Forwarded {
         let stdout = self.stdout.contents();
         let stderr = self.stderr.contents();
+        if stdout.is_empty() && stderr.is_empty() {
+            // Every batch of a plugin that prints nothing: nothing to make.
+            return Forwarded {
+                lines: Vec::new(),
+                stderr_tail: None,
+            };
+        }
         let streams = [
             (&stdout, LogLevel::Info, "stdout"),
             (&stderr, LogLevel::Warn, "stderr"),
@@ -134,10 +141,7 @@ fn tail(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
     let text = text.trim();
     (!text.is_empty()).then(|| {
-        let mut start = text.len().saturating_sub(STDERR_IN_TRAP_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
+        let start = text.ceil_char_boundary(text.len().saturating_sub(STDERR_IN_TRAP_BYTES));
         text[start..]
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -225,11 +229,7 @@ pub(crate) struct LogSink {
 const MAX_LOG_MESSAGE_BYTES: usize = 1024;
 
 fn truncate(text: &str) -> &str {
-    let mut end = text.len().min(MAX_LOG_MESSAGE_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(MAX_LOG_MESSAGE_BYTES)]
 }
 
 impl v0_1::weir::plugin::log::Host for Sandbox {

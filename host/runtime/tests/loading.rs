@@ -298,23 +298,29 @@ fn echoes_every_field(plugin: &weir_runtime::Plugin) {
     }
 }
 
+/// The transaction plugin in a runtime of `slots` instance slots.
+fn transaction_with_slots(slots: u32) -> weir_runtime::Plugin {
+    runtime(RuntimeSettings {
+        max_concurrent_instances: slots,
+        ..Default::default()
+    })
+    .load_file(repo_plugin("transaction"))
+    .unwrap()
+}
+
+fn transaction_event(amount: u32) -> PluginEvent<'static> {
+    event(
+        json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z",
+                 "amount": amount, "currency": "EUR"}),
+    )
+}
+
 #[test]
 fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_faulting() {
     // One slot, four threads calling at once: without waiting, every call that
     // met the slot taken would fail to instantiate and count as a plugin fault.
-    let rt = runtime(RuntimeSettings {
-        max_concurrent_instances: 1,
-        ..Default::default()
-    });
-    let plugin = rt.load_file(repo_plugin("transaction")).unwrap();
-    let events: Vec<PluginEvent<'static>> = (0..300)
-        .map(|i| {
-            event(
-                json!({"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z",
-                         "amount": i, "currency": "EUR"}),
-            )
-        })
-        .collect();
+    let plugin = transaction_with_slots(1);
+    let events: Vec<PluginEvent<'static>> = (0..300).map(transaction_event).collect();
     let faults = std::thread::scope(|scope| {
         let callers: Vec<_> = (0..4)
             .map(|_| {
@@ -335,16 +341,7 @@ fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_faulting() {
 
 #[test]
 fn a_pool_of_no_instances_is_taken_for_one() {
-    let rt = runtime(RuntimeSettings {
-        max_concurrent_instances: 0,
-        ..Default::default()
-    });
-    let plugin = rt.load_file(repo_plugin("transaction")).unwrap();
-    let report = plugin.process(
-        &[],
-        &[event(json!({"event_type": "transaction",
-        "timestamp": "2024-01-15T10:30:00Z", "amount": 1, "currency": "EUR"}))],
-        &Limits::default(),
-    );
+    let plugin = transaction_with_slots(0);
+    let report = plugin.process(&[], &[transaction_event(1)], &Limits::default());
     assert_eq!(report.fault, None);
 }
