@@ -131,7 +131,11 @@ pub fn document() -> Value {
     let mut tail = op(
         "A binding's newest processed records and dead letters (a tenant sees its own)",
         "200",
-        json!({ "type": "object", "properties": { "records": { "type": "array" }, "dead_letters": { "type": "array" } } }),
+        json!({ "type": "object", "properties": {
+            "records": { "type": "array" },
+            "dead_letters": { "type": "array" },
+            "dead_letters_elsewhere": { "type": "string", "description": "Where the dead letters are when the tail cannot show them (SQS on AWS)" }
+        } }),
     );
     let mut tail_params = binding_params.as_array().cloned().unwrap_or_default();
     tail_params.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "default": 20, "maximum": 200 } }));

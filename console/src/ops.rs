@@ -513,7 +513,7 @@ impl<R: Registry + 'static> Console<R> {
         )
         .await?;
         let tail = self.tail.as_ref().ok_or_else(|| {
-            ApiError::not_found("this console has no live tail (the embedded backends have one)")
+            ApiError::not_found("this console has no live tail (`weir console serve` gives it one)")
         })?;
         let tenant = key.tenant.as_deref().or(caller.tenant());
         Ok(tail.recent(&key.event_type, tenant, limit.min(200)).await?)

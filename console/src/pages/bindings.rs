@@ -366,6 +366,9 @@ pub(super) async fn tail<R: Registry + 'static>(
             }
         }
         h2 { "Dead letters" }
+        @if let Some(place) = &recent.dead_letters_elsewhere {
+            p id="tail-dead-letters-elsewhere" { "Not shown here: they are " (place) "." }
+        }
         table id="tail-dead-letters" {
             thead { tr { th { "Failed" } th { "Stage" } th { "Kind" } th { "Reason" } th { "Payload" } } }
             tbody {

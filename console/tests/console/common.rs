@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use weir_console::tail::EmbeddedTail;
+use weir_console::tail::{DeadLetterSource, ObjectTail};
 use weir_console::{AccessStore, Console, ConsoleSettings, Role};
 use weir_core::registry::Registry;
 use weir_embedded::{EmbeddedRegistry, LocalObjectStore, SqliteState};
@@ -38,7 +38,10 @@ pub async fn fixture_with(settings: ConsoleSettings) -> Fixture {
     let mut f = fixture_on(dir, registry, settings).await;
     // The live tail reads what a pipeline on the same backends writes.
     let console = Arc::into_inner(f.console).expect("the only handle");
-    f.console = Arc::new(console.with_tail(EmbeddedTail { objects, state }));
+    f.console = Arc::new(console.with_tail(ObjectTail {
+        objects,
+        dead_letters: DeadLetterSource::Embedded(state),
+    }));
     f
 }
 

@@ -6,4 +6,5 @@ mod authorization;
 mod browser;
 mod common;
 mod pages;
+mod tail;
 mod test_runs;

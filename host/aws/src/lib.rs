@@ -10,7 +10,9 @@
 //!   batch writes resend unprocessed items.
 //! - [`SqsDeadLetterQueue`]: batched sends with attributes (reason, kind,
 //!   stage, shard, sequence number); a payload too large for a message goes
-//!   to S3 and the message carries a pointer.
+//!   to S3 and the message carries a pointer. A [`Scan`] reads letters back
+//!   (`weir dlq` on AWS) and leaves the queue as it found it, but for the
+//!   letters it deletes.
 //! - [`DynamoRegistry`]: the plugin registry, components in S3 and the rest
 //!   in one table, each change one transaction.
 //! - [`KinesisStream`]: PutRecords with per-record results, GetRecords
@@ -39,7 +41,7 @@ pub use dynamodb::{DynamoCheckpoints, DynamoMetadataStore, SHARD_INDEX};
 pub use kinesis::KinesisStream;
 pub use registry::DynamoRegistry;
 pub use s3::{Encryption, MULTIPART_THRESHOLD, S3ObjectStore};
-pub use sqs::SqsDeadLetterQueue;
+pub use sqs::{HOLD, QueuedLetter, Scan, ScanRequest, SqsDeadLetterQueue, Unreadable};
 
 /// The names of Weir's AWS resources. Every field is a flag and a `WEIR_*`
 /// environment variable (how the Lambda functions are configured).

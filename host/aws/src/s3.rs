@@ -67,8 +67,14 @@ impl S3ObjectStore {
         }
     }
 
-    /// The keys under `prefix` in one bucket.
-    async fn list_bucket(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BackendError> {
+    /// The keys under `prefix` in one bucket; by `level`, only one level
+    /// down, with the deeper levels as their prefixes.
+    async fn list_bucket(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        level: bool,
+    ) -> Result<Vec<String>, BackendError> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
@@ -77,6 +83,7 @@ impl S3ObjectStore {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
+                .set_delimiter(level.then(|| "/".to_owned()))
                 .set_continuation_token(token)
                 .send()
                 .await
@@ -86,11 +93,43 @@ impl S3ObjectStore {
                     .iter()
                     .filter_map(|o| o.key().map(str::to_owned)),
             );
+            keys.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
             token = page.next_continuation_token().map(str::to_owned);
             if token.is_none() {
                 return Ok(keys);
             }
         }
+    }
+
+    /// The keys under `prefix` (or its level) in every bucket they can be
+    /// in: the one the prefix routes to, when it names its first segment.
+    async fn list_buckets(&self, prefix: &str, level: bool) -> Result<Vec<String>, BackendError> {
+        let mut buckets = Vec::new();
+        if prefix.contains('/') {
+            buckets.push(self.bucket_of(prefix));
+        } else {
+            for bucket in [&self.raw_bucket, &self.processed_bucket, &self.other_bucket] {
+                if !buckets.contains(&bucket.as_str()) {
+                    buckets.push(bucket);
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        for bucket in buckets {
+            for key in self.list_bucket(bucket, prefix, level).await? {
+                // A key listed in a bucket it does not route to is not ours.
+                if self.bucket_of(&key) == bucket {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     async fn put_multipart(
@@ -250,24 +289,13 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let mut buckets = vec![self.raw_bucket.as_str()];
-        for bucket in [self.processed_bucket.as_str(), self.other_bucket.as_str()] {
-            if !buckets.contains(&bucket) {
-                buckets.push(bucket);
-            }
-        }
-        let mut keys = Vec::new();
-        for bucket in buckets {
-            for key in self.list_bucket(bucket, prefix).await? {
-                // A key listed in a bucket it does not route to is not ours.
-                if self.bucket_of(&key) == bucket {
-                    keys.push(key);
-                }
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        self.list_buckets(prefix, false).await
+    }
+
+    /// S3's listing with a delimiter, in the one bucket a level below a
+    /// stage routes to.
+    async fn list_level(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        self.list_buckets(prefix, true).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), BackendError> {

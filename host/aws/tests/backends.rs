@@ -5,8 +5,12 @@ mod common;
 
 use std::collections::HashMap;
 
-use weir_aws::{AwsBackends, AwsClients, AwsSettings, MULTIPART_THRESHOLD, provision};
-use weir_core::backend::{BatchMetadata, DeadLetter, DeadLetterQueue, MetadataStore, ObjectStore};
+use weir_aws::{
+    AwsBackends, AwsClients, AwsSettings, MULTIPART_THRESHOLD, Scan, ScanRequest, provision,
+};
+use weir_core::backend::{
+    BatchMetadata, DeadLetter, DeadLetterFilter, DeadLetterQueue, MetadataStore, ObjectStore,
+};
 use weir_core::metrics::{MinuteMetrics, Reading};
 use weir_core::stream::{
     PutRecord, PutResult, SequenceNumber, StartingPosition, StreamSink, StreamSource,
@@ -268,6 +272,132 @@ async fn dead_letters_reach_sqs_in_batches_with_attributes_and_large_payloads_go
     assert_eq!(
         aws.backends.objects.get(key).await.unwrap().unwrap().len(),
         300 * 1024
+    );
+}
+
+#[tokio::test]
+async fn a_scan_reads_letters_back_and_leaves_the_queue_as_it_found_it_but_for_what_it_deletes() {
+    let aws = aws().await;
+    let queue = &aws.backends.dead_letters;
+    let mut letters: Vec<DeadLetter> = (0..12)
+        .map(|i| letter(i, format!("bad {i}").into_bytes()))
+        .collect();
+    for chosen in letters.iter_mut().step_by(3) {
+        chosen.kind = "missing-field".into();
+    }
+    letters[3].payload = vec![0xff, 0xfe, 0x00];
+    letters[6].payload = vec![b'x'; 300 * 1024];
+    queue.send(letters.clone()).await.unwrap();
+    let queue_url = common::queue_url(&aws.clients.sqs, &aws.settings.dead_letter_queue).await;
+    aws.clients
+        .sqs
+        .send_message()
+        .queue_url(&queue_url)
+        .message_body("not a letter")
+        .send()
+        .await
+        .unwrap();
+    let sequence = |scan: &Scan<'_>| -> Vec<String> {
+        let mut numbers: Vec<_> = scan
+            .letters
+            .iter()
+            .map(|q| q.letter.sequence_number.clone())
+            .collect();
+        numbers.sort();
+        numbers
+    };
+    let missing_field = ScanRequest {
+        filter: DeadLetterFilter {
+            kind: Some("missing-field".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    // Filtered: the four letters whole, the overflowed payload read from S3.
+    let mut reads = Vec::new();
+    let scan = queue
+        .scan(&missing_field, |read| reads.push(read))
+        .await
+        .unwrap();
+    assert_eq!(sequence(&scan), ["1000", "1003", "1006", "1009"]);
+    for queued in &scan.letters {
+        let i: usize = queued.letter.sequence_number.parse::<usize>().unwrap() - 1000;
+        assert_eq!(queued.letter, letters[i]);
+    }
+    assert_eq!(scan.unreadable.len(), 1, "{:?}", scan.unreadable);
+    assert!(
+        scan.unreadable[0].why.contains("not JSON"),
+        "{:?}",
+        scan.unreadable
+    );
+    assert_eq!(
+        reads.last(),
+        Some(&13),
+        "every message read once: {reads:?}"
+    );
+    assert_eq!(scan.finish(&[]).await.unwrap(), 0);
+
+    // Released at once: a second scan sees every letter, and deletes the four.
+    let scan = queue.scan(&ScanRequest::default(), |_| {}).await.unwrap();
+    assert_eq!(scan.letters.len(), 12);
+    let kept = aws.backends.objects.list("dead-letters/").await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the one payload too large for a message: {kept:?}"
+    );
+    let chosen: Vec<String> = scan
+        .letters
+        .iter()
+        .filter(|q| q.letter.kind == "missing-field")
+        .map(|q| q.message_id.clone())
+        .collect();
+    let chosen: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    assert_eq!(scan.finish(&chosen).await.unwrap(), 4);
+    assert_eq!(
+        aws.backends.objects.get(&kept[0]).await.unwrap(),
+        None,
+        "the kept payload went with its letter"
+    );
+
+    let scan = queue.scan(&ScanRequest::default(), |_| {}).await.unwrap();
+    assert_eq!(
+        sequence(&scan),
+        [
+            "1001", "1002", "1004", "1005", "1007", "1008", "1010", "1011"
+        ]
+    );
+    let one = scan.letters[2].message_id.clone();
+    scan.finish(&[]).await.unwrap();
+
+    // One by its message id; a limit takes that many.
+    let by_id = ScanRequest {
+        message_id: Some(one.clone()),
+        ..Default::default()
+    };
+    let scan = queue.scan(&by_id, |_| {}).await.unwrap();
+    assert_eq!(scan.letters.len(), 1);
+    assert_eq!(scan.letters[0].message_id, one);
+    scan.finish(&[]).await.unwrap();
+    let three = ScanRequest {
+        filter: DeadLetterFilter {
+            limit: Some(3),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let scan = queue.scan(&three, |_| {}).await.unwrap();
+    assert_eq!(scan.letters.len(), 3);
+    scan.finish(&[]).await.unwrap();
+    assert_eq!(
+        queue
+            .scan(&ScanRequest::default(), |_| {})
+            .await
+            .unwrap()
+            .letters
+            .len(),
+        8
     );
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weir_console::tail::EmbeddedTail;
+use weir_console::tail::{DeadLetterSource, ObjectTail, Tail};
 use weir_console::{AccessStore, Console, ConsoleSettings, Role};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
@@ -86,18 +86,14 @@ pub async fn start<R: Registry + 'static>(
     registry: R,
     runtime: Runtime,
     access: AccessStore,
-    tail: Option<EmbeddedTail>,
+    tail: impl Tail,
     listen: &ListenArgs,
 ) -> anyhow::Result<SocketAddr> {
     let settings = ConsoleSettings {
         max_upload_bytes: listen.max_upload_mib << 20,
         ..Default::default()
     };
-    let mut console = Console::new(registry, runtime, access, settings);
-    if let Some(tail) = tail {
-        console = console.with_tail(tail);
-    }
-    let console = Arc::new(console);
+    let console = Arc::new(Console::new(registry, runtime, access, settings).with_tail(tail));
     let listener = tokio::net::TcpListener::bind(listen.address)
         .await
         .with_context(|| {
@@ -132,17 +128,24 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                 let address = match backend {
                     Backend::Embedded => {
                         let (objects, state) = wiring::embedded(&target.data_dir)?;
-                        let tail = EmbeddedTail {
+                        let tail = ObjectTail {
                             objects: objects.clone(),
-                            state: state.clone(),
+                            dead_letters: DeadLetterSource::Embedded(state.clone()),
                         };
                         let registry = EmbeddedRegistry::open(state, objects).await?;
-                        start(registry, runtime, access, Some(tail), &listen).await?
+                        start(registry, runtime, access, tail, &listen).await?
                     }
                     Backend::Aws => {
                         let clients = AwsClients::from_env().await;
                         let backends = AwsBackends::connect(&clients, &aws).await?;
-                        start(backends.registry, runtime, access, None, &listen).await?
+                        let tail = ObjectTail {
+                            objects: backends.objects,
+                            dead_letters: DeadLetterSource::Elsewhere(format!(
+                                "in the SQS queue {}: `weir dlq list --backend aws` reads them",
+                                aws.dead_letter_queue
+                            )),
+                        };
+                        start(backends.registry, runtime, access, tail, &listen).await?
                     }
                 };
                 eprintln!(

@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use weir_console::Role;
 use weir_console::checks::{UploadContext, check_upload};
-use weir_console::tail::EmbeddedTail;
+use weir_console::tail::{DeadLetterSource, ObjectTail};
 use weir_core::backend::{DeadLetterFilter, ObjectStore};
 use weir_core::registry::{BindingKey, Change, Registry};
 use weir_core::stream::{PutRecord, PutResult, StreamSink};
@@ -194,11 +194,11 @@ async fn live(
     let acme = access
         .create_token("acme", Role::Tenant("acme".into()), &now)
         .await?;
-    let tail = EmbeddedTail {
+    let tail = ObjectTail {
         objects: pipeline.objects.clone(),
-        state: pipeline.metadata.clone(),
+        dead_letters: DeadLetterSource::Embedded(pipeline.metadata.clone()),
     };
-    let address = console::start(registry, runtime, access, Some(tail), &args.listen).await?;
+    let address = console::start(registry, runtime, access, tail, &args.listen).await?;
     println!();
     println!("console at http://{address}/");
     println!("  admin token        {admin}");

@@ -7,8 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::text;
-use weir_aws::{AwsClients, AwsSettings};
-use weir_core::backend::ObjectStore;
+use weir_aws::{AwsBackends, AwsClients, AwsSettings, provision};
+use weir_core::backend::{DeadLetter, DeadLetterQueue, ObjectStore};
+use weir_core::stream::{StartingPosition, StreamSource};
 use weir_testkit::build::shared_cache_dir;
 use weir_testkit::moto;
 
@@ -178,5 +179,116 @@ fn the_local_loop_provisions_puts_processes_and_reads_back_like_the_seeds() {
         text(&again.stdout).contains("ok: 6 records put"),
         "{}",
         text(&again.stdout)
+    );
+}
+
+fn letter(kind: &str, payload: &str, partition_key: &str) -> DeadLetter {
+    DeadLetter {
+        payload: payload.as_bytes().to_vec(),
+        reason: format!("{kind} on purpose"),
+        kind: kind.into(),
+        stage: "enrich".into(),
+        plugin: Some("transaction@1.0.0".into()),
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: "42".into(),
+        partition_key: partition_key.into(),
+        failed_at: "2026-11-25T04:00:00Z".into(),
+    }
+}
+
+#[test]
+fn dlq_lists_shows_and_redrives_the_letters_of_the_sqs_queue_onto_kinesis() {
+    let settings = AwsSettings::with_prefix(&moto::unique_prefix());
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let backends = tokio.block_on(async {
+        let clients = AwsClients::for_local_endpoint(&moto::endpoint()).await;
+        provision::create_all(&clients, &settings, 1).await.unwrap();
+        let backends = AwsBackends::connect(&clients, &settings).await.unwrap();
+        let letters = vec![
+            letter(
+                "cpu-limit",
+                r#"{"event_type":"transaction","n":1}"#,
+                "user-1",
+            ),
+            letter("not-json", "{oops", "user-2"),
+            letter(
+                "cpu-limit",
+                r#"{"event_type":"transaction","n":2}"#,
+                "user-3",
+            ),
+        ];
+        backends.dead_letters.send(letters).await.unwrap();
+        backends
+    });
+    let dlq = |args: &[&str]| {
+        let mut all = vec!["dlq"];
+        all.extend_from_slice(args);
+        all.extend(["--backend", "aws"]);
+        weir_aws(&all, &settings).output().unwrap()
+    };
+    let listed = |output: Output| -> Vec<serde_json::Value> {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+
+    let letters = listed(dlq(&["list"]));
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let not_json = letters.iter().find(|l| l["kind"] == "not-json").unwrap();
+    let shown = dlq(&["show", not_json["id"].as_str().unwrap()]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown: serde_json::Value = serde_json::from_str(&text(&shown.stdout)).unwrap();
+    assert_eq!(shown["payload"], serde_json::json!({"text": "{oops"}));
+    assert_eq!(listed(dlq(&["list", "--kind", "cpu-limit"])).len(), 2);
+
+    let unnarrowed = dlq(&["redrive"]);
+    assert!(!unnarrowed.status.success());
+    assert!(
+        text(&unnarrowed.stderr).contains("or say --all"),
+        "{}",
+        text(&unnarrowed.stderr)
+    );
+    let redriven = dlq(&["redrive", "--kind", "cpu-limit"]);
+    assert!(redriven.status.success(), "{}", text(&redriven.stderr));
+    assert!(
+        text(&redriven.stderr).contains("redrove 2 dead letter(s)"),
+        "{}",
+        text(&redriven.stderr)
+    );
+
+    // What is left is the letter not chosen; the chosen are on the stream,
+    // with their partition keys.
+    let left = listed(dlq(&["list"]));
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["kind"], "not-json");
+    let on_stream = tokio.block_on(async {
+        let shards = backends.stream.shards().await.unwrap();
+        let read = backends
+            .stream
+            .read(&shards[0], &StartingPosition::TrimHorizon, 100)
+            .await
+            .unwrap();
+        let mut records: Vec<(String, String)> = read
+            .records
+            .into_iter()
+            .map(|r| (r.partition_key, String::from_utf8(r.data).unwrap()))
+            .collect();
+        records.sort();
+        records
+    });
+    assert_eq!(
+        on_stream,
+        [
+            (
+                "user-1".to_owned(),
+                r#"{"event_type":"transaction","n":1}"#.to_owned()
+            ),
+            (
+                "user-3".to_owned(),
+                r#"{"event_type":"transaction","n":2}"#.to_owned()
+            ),
+        ]
     );
 }

@@ -364,6 +364,14 @@ fn dlq_lists_shows_and_redrives_dead_letters_back_onto_the_stream() {
         .output()
         .unwrap();
     assert!(text(&missing.stderr).contains("no dead letter with id 999999"));
+    let not_an_id = weir(&["dlq", "show", "--data-dir", data_dir, "abc"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&not_an_id.stderr).contains("ids here are numbers"),
+        "{}",
+        text(&not_an_id.stderr)
+    );
 
     let unfiltered = weir(&["dlq", "redrive", "--data-dir", data_dir, "--stream", "demo"])
         .output()

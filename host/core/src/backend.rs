@@ -69,6 +69,33 @@ pub trait ObjectStore: Send + Sync {
     /// The keys under a prefix, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
 
+    /// One level below `prefix` (which ends in `/`, or is empty), sorted: the
+    /// keys there, and each deeper level once, as its prefix ending in `/`
+    /// (S3's listing with a delimiter). A reader walks partitions with it,
+    /// newest first, without listing every key of a stage. The default lists
+    /// every key under the prefix; stores override it with a cheaper call.
+    fn list_level(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send {
+        async move {
+            let mut level: Vec<String> = self
+                .list(prefix)
+                .await?
+                .into_iter()
+                .map(
+                    |key| match key.strip_prefix(prefix).and_then(|rest| rest.find('/')) {
+                        Some(end) => key[..prefix.len() + end + 1].to_owned(),
+                        None => key,
+                    },
+                )
+                .collect();
+            // Sorted keys keep a level's keys together: its prefix repeats in a run.
+            level.dedup();
+            Ok(level)
+        }
+    }
+
     /// Deletes the object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 
@@ -154,6 +181,23 @@ pub struct DeadLetterFilter {
     pub limit: Option<usize>,
 }
 
+impl DeadLetterFilter {
+    /// Whether a letter passes the filter's stage, kind, shard and reason
+    /// (its `id` and `limit` choose among the letters that pass): for a queue
+    /// that cannot filter on its own side, such as SQS.
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let is =
+            |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+        is(&self.stage, &letter.stage)
+            && is(&self.kind, &letter.kind)
+            && is(&self.shard_id, &letter.shard_id)
+            && self
+                .reason_contains
+                .as_deref()
+                .is_none_or(|text| letter.reason.contains(text))
+    }
+}
+
 /// Where records Weir cannot handle go, with their payload and reason.
 pub trait DeadLetterQueue: Send + Sync {
     /// Stores the letters durably, all or none.
@@ -225,4 +269,112 @@ pub trait MetadataStore: Send + Sync {
         partition_key: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<MinuteMetrics>, BackendError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter() -> DeadLetter {
+        DeadLetter {
+            payload: b"{}".to_vec(),
+            reason: "missing field `timestamp`".into(),
+            kind: "missing-field".into(),
+            stage: "validation".into(),
+            plugin: None,
+            shard_id: "shardId-000000000001".into(),
+            sequence_number: "7".into(),
+            partition_key: "user-1".into(),
+            failed_at: "2026-11-25T04:00:00Z".into(),
+        }
+    }
+
+    /// Keys only: what the default `list_level` reads.
+    struct Keys(Vec<&'static str>);
+
+    impl ObjectStore for Keys {
+        async fn put(&self, _: &str, _: Vec<u8>) -> Result<(), BackendError> {
+            unreachable!("only listed")
+        }
+        async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, BackendError> {
+            unreachable!("only listed")
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+            let mut keys: Vec<String> = self
+                .0
+                .iter()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| k.to_string())
+                .collect();
+            keys.sort();
+            Ok(keys)
+        }
+        async fn delete(&self, _: &str) -> Result<(), BackendError> {
+            unreachable!("only listed")
+        }
+    }
+
+    #[test]
+    fn a_level_lists_its_keys_and_each_deeper_level_once() {
+        let store = Keys(vec![
+            "p/a/1.jsonl",
+            "p/a/2.jsonl",
+            "p/a.jsonl",
+            "p/b/c/3.jsonl",
+            "p/top.jsonl",
+            "q/x.jsonl",
+        ]);
+        let level = |prefix: &str| {
+            let future = store.list_level(prefix);
+            answer_now(future).unwrap()
+        };
+        assert_eq!(level("p/"), ["p/a.jsonl", "p/a/", "p/b/", "p/top.jsonl"]);
+        assert_eq!(level("p/b/"), ["p/b/c/"]);
+        assert_eq!(level(""), ["p/", "q/"]);
+        assert!(level("r/").is_empty());
+    }
+
+    /// Polls a future that never waits (the store above answers at once).
+    fn answer_now<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the store waited"),
+        }
+    }
+
+    #[test]
+    fn a_filter_matches_on_every_field_it_names_and_only_those() {
+        let letter = letter();
+        assert!(DeadLetterFilter::default().matches(&letter));
+        let named = DeadLetterFilter {
+            stage: Some("validation".into()),
+            kind: Some("missing-field".into()),
+            shard_id: Some("shardId-000000000001".into()),
+            reason_contains: Some("`timestamp`".into()),
+            ..Default::default()
+        };
+        assert!(named.matches(&letter));
+        for other in [
+            DeadLetterFilter {
+                stage: Some("enrich".into()),
+                ..named.clone()
+            },
+            DeadLetterFilter {
+                kind: Some("not-json".into()),
+                ..named.clone()
+            },
+            DeadLetterFilter {
+                shard_id: Some("shardId-000000000000".into()),
+                ..named.clone()
+            },
+            DeadLetterFilter {
+                reason_contains: Some("Timestamp".into()),
+                ..named.clone()
+            },
+        ] {
+            assert!(!other.matches(&letter), "{other:?}");
+        }
+    }
 }

@@ -12,6 +12,10 @@ use weir_core::backend::{BackendError, DeadLetter, DeadLetterQueue, ObjectStore}
 use crate::error::{backend_error, build_error};
 use crate::s3::S3ObjectStore;
 
+mod scan;
+
+pub use scan::{HOLD, QueuedLetter, Scan, ScanRequest, Unreadable};
+
 /// SQS's limit for a message and for a whole batch request (256 KiB), less
 /// room for the attributes.
 const MAX_MESSAGE_BYTES: usize = 240 * 1024;

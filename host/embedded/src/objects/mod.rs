@@ -147,6 +147,49 @@ impl ObjectStore for LocalObjectStore {
         .map_err(|e| BackendError::retryable(what.clone(), e))?
         .map_err(|e| io_error(what, e))
     }
+
+    /// One directory read, not a walk of every key below.
+    async fn list_level(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let dir = match prefix.strip_suffix('/') {
+            Some(level) => self.path_of(level)?,
+            None if prefix.is_empty() => self.root.clone(),
+            None => {
+                return Err(BackendError::permanent(
+                    format!("listing a level at {prefix:?}"),
+                    "a level's prefix ends in `/`",
+                ));
+            }
+        };
+        let prefix = prefix.to_owned();
+        let what = format!("listing objects under {}", dir.display());
+        tokio::task::spawn_blocking(move || level_of(&dir, &prefix))
+            .await
+            .map_err(|e| BackendError::retryable(what.clone(), e))?
+            .map_err(|e| io_error(what, e))
+    }
+}
+
+/// The keys and deeper levels in `dir`, as [`ObjectStore::list_level`] names them.
+fn level_of(dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut level = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if entry.file_type()?.is_dir() {
+            level.push(format!("{prefix}{name}/"));
+        } else if !is_temporary(&entry.path()) {
+            level.push(format!("{prefix}{name}"));
+        }
+    }
+    level.sort();
+    Ok(level)
 }
 
 fn collect_keys(
