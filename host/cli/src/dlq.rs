@@ -22,7 +22,7 @@ use weir_core::backend::{DeadLetter, DeadLetterFilter};
 use weir_core::stream::{PutRecord, PutResult, StreamSink};
 use weir_embedded::{EmbeddedStream, SqliteState};
 
-use crate::wiring::{Backend, StreamArgs};
+use crate::wiring::{Backend, BackendArgs as Target, StreamArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -50,19 +50,6 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-}
-
-/// Where the dead letters are, and the stream a redrive puts them on.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Target {
-    #[command(flatten)]
-    stream: StreamArgs,
-    /// SQLite under --data-dir, or the SQS queue (`aws`: --dead-letter-queue,
-    /// a redrive onto --aws-stream).
-    #[arg(long, value_enum, default_value = "embedded")]
-    backend: Backend,
-    #[command(flatten)]
-    aws: AwsSettings,
 }
 
 #[derive(Debug, clap::Args)]

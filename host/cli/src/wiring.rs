@@ -45,6 +45,20 @@ pub enum Backend {
     Aws,
 }
 
+/// Where a command that reads Weir's state finds it: the embedded backends
+/// under --data-dir, or AWS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// SQLite and files under --data-dir, or AWS (`aws`: the resources the
+    /// --aws-stream, --metadata-table, --dead-letter-queue, … flags name).
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub aws: weir_aws::AwsSettings,
+}
+
 /// The example plugins' crate names.
 pub use weir_testkit::build::EXAMPLE_PLUGINS as EXAMPLES;
 

@@ -135,6 +135,41 @@ fn provision_produce_and_serve_on_kinesis_s3_dynamodb_and_sqs() {
     let stderr = interrupt(child);
     assert!(stderr.contains("15 records"), "{stderr}");
     assert_eq!(processed(), 75, "nothing processed twice");
+
+    // The tables read back from DynamoDB: every record in some shard's
+    // batches, and a partition key's minutes.
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let output = weir_aws(args, &settings).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let mut recorded = 0;
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        for batch in lines(&["batches", shard, "--backend", "aws", "--limit", "1000"]) {
+            assert_eq!(batch["shard_id"], shard);
+            recorded += batch["total_records"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(recorded, 75);
+    let scanned = tokio.block_on(
+        clients
+            .dynamodb
+            .scan()
+            .table_name(&settings.metrics_table)
+            .limit(1)
+            .send(),
+    );
+    let scanned = scanned.unwrap();
+    let key = scanned.items()[0]["partition_key"].as_s().unwrap();
+    let minutes = lines(&["metrics", key, "--backend", "aws"]);
+    assert!(!minutes.is_empty());
+    for minute in &minutes {
+        assert_eq!(minute["partition_key"], key.as_str());
+        assert!(minute["records"].as_u64().unwrap() > 0, "{minute}");
+    }
 }
 
 #[test]
