@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weir_core::OutcomeView;
-use weir_core::registry::PluginVersion;
-use weir_runtime::{Limits, Plugin, Runtime};
+use weir_core::registry::{BindingKey, PluginVersion};
+use weir_runtime::{Fault, Limits, Plugin, Runtime};
 use weir_testkit::golden;
 use weir_testkit::{DEFAULT_TIME, payload_event};
 
@@ -67,6 +67,9 @@ pub fn check_upload(
         return Err(UploadRefusal::GoldenCasesFailed(results));
     }
     let info = plugin.info();
+    if let Some(schema) = &info.config_schema {
+        config_validator(schema).map_err(UploadRefusal::NotAPlugin)?;
+    }
     let version = PluginVersion {
         name: info.name.clone(),
         version: info.version.clone(),
@@ -164,4 +167,83 @@ pub fn test_run(plugin: &Plugin, run: &TestRun) -> Result<TestRunReport, String>
             })
             .collect(),
     })
+}
+
+/// The validator of a plugin's configuration schema, or why the schema is
+/// not one.
+fn config_validator(schema: &str) -> Result<jsonschema::Validator, String> {
+    let schema: Value = serde_json::from_str(schema)
+        .map_err(|e| format!("its configuration schema is not JSON: {e}"))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| format!("its configuration schema is not a JSON Schema: {e}"))
+}
+
+/// At most this many of a configuration's faults are named.
+const CONFIG_FAULTS_NAMED: usize = 5;
+
+/// Checks a configuration before a version is bound with it (activated, or
+/// started in a shadow): against the plugin's configuration schema when it
+/// declares one (the keys and values as a JSON object of strings), then by
+/// the plugin itself on one sample event of the binding, as a plugin that
+/// cannot take a configuration refuses every batch it is given under it.
+/// `Err` says what is wrong and how to fix it. CPU-bound: call it off the
+/// async threads.
+pub fn check_config(
+    plugin: &Plugin,
+    key: &BindingKey,
+    config: &[(String, String)],
+) -> Result<(), String> {
+    let label = plugin.label();
+    if let Some(schema) = &plugin.info().config_schema {
+        let validator = config_validator(schema).map_err(|why| format!("{label}: {why}"))?;
+        let given: serde_json::Map<String, Value> = config
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let given = Value::Object(given);
+        let faults: Vec<String> = validator
+            .iter_errors(&given)
+            .take(CONFIG_FAULTS_NAMED)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if !faults.is_empty() {
+            return Err(format!(
+                "{label} does not take this configuration: {} (its schema: {schema})",
+                faults.join("; ")
+            ));
+        }
+    }
+    let tenant = key.tenant.as_deref().unwrap_or("default");
+    let sample = serde_json::json!({ "event_type": key.event_type, "timestamp": DEFAULT_TIME });
+    let event = payload_event(&sample, tenant, 1, DEFAULT_TIME)?;
+    let report = plugin.process(config, &[event], &Limits::default());
+    match report.fault {
+        Some(Fault::BatchError(why)) => Err(format!(
+            "{label} refuses every batch under this configuration: {why}"
+        )),
+        // A sample event that is not what the plugin expects says nothing
+        // about the configuration.
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_validator;
+
+    #[test]
+    fn a_configuration_schema_must_be_a_json_schema() {
+        let not_json = config_validator("{").unwrap_err();
+        assert!(not_json.contains("not JSON"), "{not_json}");
+        let not_a_schema = config_validator(r#"{"type": 5}"#).unwrap_err();
+        assert!(not_a_schema.contains("not a JSON Schema"), "{not_a_schema}");
+        assert!(config_validator(r#"{"type": "object"}"#).is_ok());
+    }
 }

@@ -339,7 +339,7 @@ impl<R: Registry + 'static> Console<R> {
     ) -> Result<BindingRecord, ApiError> {
         self.require_binding_change(caller, key, format!("activate {key}"))
             .await?;
-        let version = self.version(caller, reference).await?;
+        let version = self.configurable(caller, reference, key, &config).await?;
         let at = now();
         let change = Change {
             actor: &caller.name,
@@ -358,6 +358,39 @@ impl<R: Registry + 'static> Console<R> {
             .await?;
         tracing::info!(binding = %key, plugin = %version.label(), revision = record.revision, by = %caller.name, "binding activated");
         Ok(record)
+    }
+
+    /// The version, once the configuration passed its checks for the
+    /// binding ([`checks::check_config`]): a configuration it cannot take is
+    /// refused here (422), not found out by every batch after the change. A
+    /// version that does not handle the event type is left to the registry
+    /// to refuse.
+    async fn configurable(
+        &self,
+        caller: &Principal,
+        reference: &str,
+        key: &BindingKey,
+        config: &[(String, String)],
+    ) -> Result<PluginVersion, ApiError> {
+        let (version, component) = self.component(caller, reference).await?;
+        if !version.event_types.contains(&key.event_type) {
+            return Ok(version);
+        }
+        let runtime = self.runtime.clone();
+        let (key, config) = (key.clone(), config.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let plugin = runtime.load(&component).map_err(|e| e.to_string())?;
+            checks::check_config(&plugin, &key, &config)
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("checking the configuration: {e}"),
+            )
+        })?
+        .map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why))?;
+        Ok(version)
     }
 
     pub async fn rollback(
@@ -424,7 +457,7 @@ impl<R: Registry + 'static> Console<R> {
                 "share_percent {share_percent}: give 1 to 100"
             )));
         }
-        let version = self.version(caller, reference).await?;
+        let version = self.configurable(caller, reference, key, &config).await?;
         let at = now();
         let change = Change {
             actor: &caller.name,

@@ -116,7 +116,14 @@ async fn activations_are_revisioned_conflicts_refused_rollbacks_audited() {
     f.upload(&f.admin, &component("transaction"), None, None)
         .await;
     f.upload(&f.admin, &component("tagger"), None, None).await;
-    let put = |version: &str, expected: Option<u64>| json!({ "version": version, "config": { "tag": "blue" }, "expected_revision": expected });
+    let put = |version: &str, expected: Option<u64>| {
+        let config = if version.starts_with("tagger") {
+            json!({ "tag": "blue" })
+        } else {
+            json!({ "currency": "EUR" })
+        };
+        json!({ "version": version, "config": config, "expected_revision": expected })
+    };
     let path = "/api/v1/bindings/acme/transaction";
 
     let first = f
@@ -213,7 +220,7 @@ async fn activations_are_revisioned_conflicts_refused_rollbacks_audited() {
     let acme = &bindings["bindings"][0];
     assert_eq!(acme["revision"], 3);
     assert_eq!(acme["sha256"], first.json()["sha256"]);
-    assert_eq!(acme["config"], json!([["tag", "blue"]]));
+    assert_eq!(acme["config"], json!([["currency", "EUR"]]));
 
     let audit = f
         .api("GET", "/api/v1/audit", Some(&f.admin), None)
@@ -471,4 +478,72 @@ async fn a_shadow_is_started_compared_and_promoted_through_the_api() {
             .status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn a_configuration_a_version_cannot_take_is_refused_before_it_is_bound() {
+    let f = fixture().await;
+    f.upload(&f.admin, &component("transaction"), None, None)
+        .await;
+    f.upload(&f.admin, &component("tagger"), None, None).await;
+    let activate = |version: &str, config: serde_json::Value| {
+        let body = json!({ "version": version, "config": config });
+        f.api(
+            "PUT",
+            "/api/v1/bindings/acme/transaction",
+            Some(&f.admin),
+            Some(body),
+        )
+    };
+    let refused = |answer: &crate::common::Answer, why: &str| {
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            answer.text()
+        );
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(why), "no `{why}` in: {error}");
+    };
+
+    // The plugin's schema: a value of the wrong form, a key it does not know.
+    let answer = activate(
+        "transaction@1.0.0",
+        json!({ "high_value_threshold": "lots" }),
+    )
+    .await;
+    refused(&answer, "/high_value_threshold");
+    refused(&answer, "does not take this configuration");
+    let answer = activate("transaction@1.0.0", json!({ "threshold": "500" })).await;
+    refused(&answer, "threshold");
+    // The plugin's own check, without a schema: it refuses every batch.
+    let answer = activate("tagger@2.0.0", json!({ "tag": "" })).await;
+    refused(&answer, "refuses every batch under this configuration");
+    refused(&answer, "`tag` may not be empty");
+    // A shadow's candidate is checked as an activation is.
+    let shadow = f
+        .api(
+            "PUT",
+            "/api/v1/shadows/acme/transaction",
+            Some(&f.admin),
+            Some(
+                json!({ "version": "tagger@2.0.0", "share_percent": 10, "config": { "tag": "" } }),
+            ),
+        )
+        .await;
+    refused(&shadow, "`tag` may not be empty");
+    let bindings = f
+        .api("GET", "/api/v1/bindings", Some(&f.admin), None)
+        .await
+        .json();
+    assert_eq!(bindings["bindings"], json!([]), "nothing bound");
+    assert_eq!(bindings["generation"], 0);
+
+    let answer = activate(
+        "transaction@1.0.0",
+        json!({ "high_value_threshold": "500", "currency": "EUR" }),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["revision"], 1);
 }

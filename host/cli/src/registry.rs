@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use weir_console::checks::{UploadContext, check_upload};
+use weir_console::checks::{UploadContext, check_config, check_upload};
 use weir_core::registry::{BindingKey, BindingLimits, Change, Registry};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
@@ -201,13 +201,22 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
             } => {
                 let registry = open(&who.target).await?;
                 let sha256 = resolve(&registry, &version).await?;
+                let key = binding.key();
+                // As the console does: a configuration the version cannot
+                // take is refused before any batch runs under it.
+                if let Some(component) = registry.component(&sha256).await? {
+                    let plugin = runtime.load(&component)?;
+                    if plugin.info().event_types.contains(&key.event_type) {
+                        check_config(&plugin, &key, &config).map_err(anyhow::Error::msg)?;
+                    }
+                }
                 let change = Change {
                     actor: &who.actor,
                     at: &now,
                 };
                 let record = registry
                     .activate_with(
-                        &binding.key(),
+                        &key,
                         &sha256,
                         config,
                         BindingLimits { memory_mib, cpu_ms },

@@ -62,10 +62,24 @@ fn uploads_are_checked_and_activations_are_revisioned_and_audited() {
         "--tenant",
         "acme",
     ];
+    // A key the plugin's configuration schema does not have: refused.
+    let (ok, _, stderr) = run(
+        &[&activate[..], &["--config", "threshold=500"]].concat(),
+        data,
+    );
+    assert!(
+        !ok && stderr.contains("does not take this configuration"),
+        "{stderr}"
+    );
     let (ok, stdout, stderr) = run(
         &[
             &activate[..],
-            &["--config", "threshold=500", "--expect-revision", "0"],
+            &[
+                "--config",
+                "high_value_threshold=500",
+                "--expect-revision",
+                "0",
+            ],
         ]
         .concat(),
         data,
@@ -73,7 +87,10 @@ fn uploads_are_checked_and_activations_are_revisioned_and_audited() {
     assert!(ok, "{stderr}");
     let binding: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(binding["revision"], 1);
-    assert_eq!(binding["config"], serde_json::json!([["threshold", "500"]]));
+    assert_eq!(
+        binding["config"],
+        serde_json::json!([["high_value_threshold", "500"]])
+    );
     let (ok, _, stderr) = run(&[&activate[..], &["--expect-revision", "0"]].concat(), data);
     assert!(!ok && stderr.contains("changed meanwhile"), "{stderr}");
     let (ok, _, stderr) = run(

@@ -45,9 +45,18 @@ impl Plugin for Transaction {
             .config_schema(json!({
                 "type": "object",
                 "properties": {
-                    "high_value_threshold": {"type": "string", "description": "number; default 1000"},
-                    "currency": {"type": "string", "description": "default USD"}
-                }
+                    "high_value_threshold": {
+                        "type": "string",
+                        "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+                        "description": "a number; default 1000"
+                    },
+                    "currency": {
+                        "type": "string",
+                        "pattern": "^[A-Z]{3}$",
+                        "description": "an ISO 4217 code; default USD"
+                    }
+                },
+                "additionalProperties": false
             }))
     }
 
