@@ -11,7 +11,7 @@
 //! when [`HOLD`] ends.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
@@ -214,24 +214,33 @@ fn overflow_key(location: &str) -> Option<&str> {
 impl Scan<'_> {
     /// Deletes the letters with these message ids (and the payloads kept for
     /// them in S3) and makes every other message the scan received visible
-    /// again. Returns how many were deleted.
+    /// again. Returns how many were deleted. Both are tried whatever the
+    /// other's fate, and the first failure is returned: a letter left hidden
+    /// comes back after [`HOLD`], and one left undeleted after a redrive
+    /// would be redriven again.
     pub async fn finish(mut self, delete: &[&str]) -> Result<usize, BackendError> {
-        let queue = self.queue;
-        let what = || format!("returning dead letters to {}", queue.queue_url);
         let mut deleting = Vec::new();
         for id in delete {
             if let Some(receipt) = self.receipts.remove(*id) {
                 deleting.push(((*id).to_owned(), receipt));
             }
         }
-        // Visible again first: a failure to delete must not keep the others hidden.
-        let started = Instant::now();
-        let releasing: Vec<_> = self.receipts.drain().collect();
-        for chunk in releasing.chunks(10) {
+        let releasing: Vec<String> = self.receipts.drain().map(|(_, receipt)| receipt).collect();
+        let released = self.release(&releasing).await;
+        let deleted = self.delete(&deleting).await;
+        released?;
+        deleted
+    }
+
+    /// Makes the messages visible again, ten a request.
+    async fn release(&self, receipts: &[String]) -> Result<(), BackendError> {
+        let queue = self.queue;
+        let what = || format!("returning dead letters to {}", queue.queue_url);
+        for chunk in receipts.chunks(10) {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, (_, receipt))| {
+                .map(|(i, receipt)| {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(receipt)
@@ -256,18 +265,21 @@ impl Scan<'_> {
                 ));
             }
         }
-        tracing::debug!(
-            released = releasing.len(),
-            micros = started.elapsed().as_micros() as u64,
-            "dead letters visible again"
-        );
+        Ok(())
+    }
+
+    /// Deletes the messages (id, receipt), ten a request, and the payloads
+    /// kept for them in S3; returns how many went.
+    async fn delete(&self, messages: &[(String, String)]) -> Result<usize, BackendError> {
+        let queue = self.queue;
+        let what = || format!("deleting dead letters from {}", queue.queue_url);
         let overflow: HashMap<&str, &str> = self
             .letters
             .iter()
             .filter_map(|q| Some((q.message_id.as_str(), q.overflow_key.as_deref()?)))
             .collect();
         let mut deleted = 0;
-        for chunk in deleting.chunks(10) {
+        for chunk in messages.chunks(10) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -286,9 +298,7 @@ impl Scan<'_> {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| {
-                    backend_error(format!("deleting dead letters from {}", queue.queue_url), e)
-                })?;
+                .map_err(|e| backend_error(what(), e))?;
             for done in out.successful() {
                 let Some((id, _)) = done.id().parse::<usize>().ok().and_then(|i| chunk.get(i))
                 else {
@@ -301,7 +311,7 @@ impl Scan<'_> {
             }
             if let Some(failed) = out.failed().first() {
                 return Err(BackendError::retryable(
-                    format!("deleting dead letters from {}", queue.queue_url),
+                    what(),
                     format!(
                         "{} of {} not deleted: {} {}",
                         out.failed().len(),
