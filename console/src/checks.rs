@@ -186,13 +186,17 @@ const CONFIG_FAULTS_NAMED: usize = 5;
 /// declares one (the keys and values as a JSON object of strings), then by
 /// the plugin itself on one sample event of the binding, as a plugin that
 /// cannot take a configuration refuses every batch it is given under it.
-/// `Err` says what is wrong and how to fix it. CPU-bound: call it off the
-/// async threads.
+/// `Err` says what is wrong and how to fix it. A plugin that does not
+/// handle the binding's event type is the registry's to refuse: `Ok` here.
+/// CPU-bound: call it off the async threads.
 pub fn check_config(
     plugin: &Plugin,
     key: &BindingKey,
     config: &[(String, String)],
 ) -> Result<(), String> {
+    if !plugin.info().event_types.contains(&key.event_type) {
+        return Ok(());
+    }
     let label = plugin.label();
     if let Some(schema) = &plugin.info().config_schema {
         let validator = config_validator(schema).map_err(|why| format!("{label}: {why}"))?;

@@ -362,9 +362,7 @@ impl<R: Registry + 'static> Console<R> {
 
     /// The version, once the configuration passed its checks for the
     /// binding ([`checks::check_config`]): a configuration it cannot take is
-    /// refused here (422), not found out by every batch after the change. A
-    /// version that does not handle the event type is left to the registry
-    /// to refuse.
+    /// refused here (422), not found out by every batch after the change.
     async fn configurable(
         &self,
         caller: &Principal,
@@ -373,9 +371,6 @@ impl<R: Registry + 'static> Console<R> {
         config: &[(String, String)],
     ) -> Result<PluginVersion, ApiError> {
         let (version, component) = self.component(caller, reference).await?;
-        if !version.event_types.contains(&key.event_type) {
-            return Ok(version);
-        }
         let runtime = self.runtime.clone();
         let (key, config) = (key.clone(), config.to_vec());
         tokio::task::spawn_blocking(move || {

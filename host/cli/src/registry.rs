@@ -206,9 +206,7 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
                 // take is refused before any batch runs under it.
                 if let Some(component) = registry.component(&sha256).await? {
                     let plugin = runtime.load(&component)?;
-                    if plugin.info().event_types.contains(&key.event_type) {
-                        check_config(&plugin, &key, &config).map_err(anyhow::Error::msg)?;
-                    }
+                    check_config(&plugin, &key, &config).map_err(anyhow::Error::msg)?;
                 }
                 let change = Change {
                     actor: &who.actor,
