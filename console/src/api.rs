@@ -28,6 +28,7 @@ pub fn routes<R: Registry + 'static>() -> Router<Arc<Console<R>>> {
         .route("/api/v1/versions", get(versions::<R>).post(upload::<R>))
         .route("/api/v1/versions/{version}", get(version::<R>))
         .route("/api/v1/versions/{version}/component", get(component::<R>))
+        .route("/api/v1/versions/{version}/schemas", get(schemas::<R>))
         .route("/api/v1/versions/{version}/golden", get(golden::<R>))
         .route(
             "/api/v1/versions/{version}/golden/run",
@@ -125,6 +126,14 @@ async fn component<R: Registry + 'static>(
         ],
         bytes,
     ))
+}
+
+async fn schemas<R: Registry + 'static>(
+    State(c): Shared<R>,
+    ApiCaller(caller): ApiCaller,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(c.schemas(&caller, &reference).await?)))
 }
 
 async fn golden<R: Registry + 'static>(

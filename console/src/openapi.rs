@@ -168,6 +168,7 @@ pub fn document() -> Value {
             },
             "/api/v1/versions/{version}": { "get": on_version(op("One version's metadata", "200", reference("PluginVersion"))) },
             "/api/v1/versions/{version}/component": { "get": on_version(json!({ "summary": "The component", "responses": { "200": { "description": "the .wasm", "content": { "application/wasm": {} } } } })) },
+            "/api/v1/versions/{version}/schemas": { "get": on_version(op("What the version declares: the JSON Schemas hosts hold its payloads and configurations to (null: none)", "200", json!({ "type": "object", "properties": { "plugin": { "type": "string" }, "input_schema": { "type": ["object", "null"] }, "config_schema": { "type": ["object", "null"] } } }))) },
             "/api/v1/versions/{version}/golden": { "get": on_version(op("The golden cases uploaded with the version", "200", json!({ "type": "object" }))) },
             "/api/v1/versions/{version}/golden/run": { "post": on_version(op("Run the version's golden cases", "200", json!({ "type": "object", "properties": { "passed": { "type": "boolean" }, "cases": { "type": "array", "items": reference("CaseResult") } } }))) },
             "/api/v1/versions/{version}/test": { "post": on_version(with_body(

@@ -12,7 +12,9 @@ use weir_core::registry::{
     ShadowRecord, ShadowTally,
 };
 
-use crate::checks::{self, CaseSummary, TestRun, TestRunReport, UploadContext, UploadRefusal};
+use crate::checks::{
+    self, CaseSummary, DeclaredSchemas, TestRun, TestRunReport, UploadContext, UploadRefusal,
+};
 use crate::{ApiError, Console, Principal, now};
 
 /// An upload as sent: multipart fields `component` (the .wasm), and
@@ -252,6 +254,26 @@ impl<R: Registry + 'static> Console<R> {
                 )
             })?;
         Ok((version, bytes))
+    }
+
+    /// What a version declares about its payloads and configuration, read
+    /// from the component as a host loads it.
+    pub async fn schemas(
+        &self,
+        caller: &Principal,
+        reference: &str,
+    ) -> Result<DeclaredSchemas, ApiError> {
+        let (version, component) = self.component(caller, reference).await?;
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            runtime
+                .load(&component)
+                .map(|plugin| DeclaredSchemas::of(&plugin))
+                .map_err(|e| format!("{}: {e}", version.label()))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("loading: {e}")))?
+        .map_err(|why| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why))
     }
 
     /// Runs events through a version, as the host would.

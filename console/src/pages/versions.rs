@@ -191,6 +191,13 @@ pub(super) async fn version<R: Registry + 'static>(
         Err(e) => return error_page(Some(&caller), e),
     };
     let has_golden = matches!(c.registry.golden(&v.sha256).await, Ok(Some(_)));
+    let schemas = c.schemas(&caller.session.principal, &v.sha256).await;
+    let schema_cell = |schema: Option<&serde_json::Value>, none: &'static str| match schema {
+        Some(schema) => {
+            html! { pre.schema { (serde_json::to_string_pretty(schema).unwrap_or_default()) } }
+        }
+        None => html! { (none) },
+    };
     let own_tenant = caller
         .session
         .principal
@@ -210,7 +217,15 @@ pub(super) async fn version<R: Registry + 'static>(
             tr { th { "Owner" } td { (owner(&v)) } }
             tr { th { "Uploaded" } td { (v.uploaded_at) " by " (v.uploader) } }
             tr { th { "Notes" } td { (v.notes) } }
+            @match &schemas {
+                Ok(declared) => {
+                    tr { th { "Input schema" } td { (schema_cell(declared.input_schema.as_ref(), "none declared: every payload of its event types reaches it")) } }
+                    tr { th { "Configuration schema" } td { (schema_cell(declared.config_schema.as_ref(), "none declared: any configuration is bound")) } }
+                }
+                Err(e) => tr { th { "Schemas" } td.error { (e.message) } },
+            }
         }
+        p { "Hosts hold every payload to the input schema before the plugin sees it (one that does not match is dead-lettered with the schema's reasons), and a configuration to the configuration schema before it is bound." }
         fieldset {
             legend { "Activate" }
             form method="post" action="/bindings/activate" {

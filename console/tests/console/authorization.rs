@@ -140,6 +140,13 @@ async fn every_operation_answers_each_role_as_it_must() {
         ),
         call(
             "GET",
+            "/api/v1/versions/{version}/schemas",
+            "/api/v1/versions/metric@1.0.0/schemas",
+            None,
+            [200, 200, 404, 401],
+        ),
+        call(
+            "GET",
             "/api/v1/versions/{version}/golden",
             "/api/v1/versions/transaction@1.0.0/golden",
             None,

@@ -175,6 +175,11 @@ async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
     );
     assert!(!version.contains(notes));
     assert!(version.contains("acme"), "owned by the tenant");
+    assert!(
+        version.contains("none declared: every payload of its event types reaches it")
+            && version.contains("none declared: any configuration is bound"),
+        "the tagger declares no schemas: {version}"
+    );
 
     // Without the CSRF field the upload is refused.
     let body = multipart(&[], &[("component", &tagger)]);

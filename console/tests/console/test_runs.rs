@@ -90,6 +90,30 @@ async fn a_test_run_shows_each_events_outcome_and_golden_cases_run_again() {
     );
     assert_eq!(outcomes[1]["outcome"], "reject");
     assert_eq!(outcomes[1]["kind"], "missing-field");
+    assert!(
+        outcomes[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the input schema of transaction@"),
+        "a test run screens payloads as hosts do: {report}"
+    );
+
+    // What the version declares, for whoever binds it.
+    let schemas = f
+        .api(
+            "GET",
+            &format!("/api/v1/versions/{sha}/schemas"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_eq!(schemas.status, StatusCode::OK, "{}", schemas.text());
+    let schemas = schemas.json();
+    assert_eq!(schemas["input_schema"]["required"], json!(["amount"]));
+    assert_eq!(
+        schemas["config_schema"]["additionalProperties"], false,
+        "{schemas}"
+    );
 
     // By name@version too; a broken event names itself.
     let broken = f

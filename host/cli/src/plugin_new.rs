@@ -54,7 +54,7 @@ const LIB_RS: &str = r##"//! {name}: a Weir enrichment plugin for `{event_type}`
 //! (default `standard`). Rejects events without a `value` number.
 
 use serde::Deserialize;
-use weir_plugin_sdk::{Config, Event, Fields, Info, Outcome, Plugin, export_plugin};
+use weir_plugin_sdk::{Config, Event, Fields, Info, Outcome, Plugin, export_plugin, json};
 
 pub struct Enricher {
     label: String,
@@ -68,6 +68,13 @@ struct Payload {
 impl Plugin for Enricher {
     fn info() -> Info {
         Info::new("{name}", env!("CARGO_PKG_VERSION"), &["{event_type}"])
+            // Hosts hold every payload to this before calling `process`, and
+            // dead-letter the ones that do not match with the schema's reasons.
+            .input_schema(json!({
+                "type": "object",
+                "required": ["value"],
+                "properties": { "value": { "type": "number" } }
+            }))
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
@@ -93,7 +100,7 @@ export_plugin!(Enricher);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_plugin_sdk::{Config, RejectionKind, json};
+    use weir_plugin_sdk::{Config, RejectionKind};
 
     #[test]
     fn adds_date_and_label() {

@@ -13,7 +13,8 @@ use serde::de::{Deserializer, Visitor};
 
 /// A JSON string: a slice of the text when it has no escapes, decoded
 /// otherwise.
-pub(crate) struct BorrowedStr<'de>(pub(crate) Cow<'de, str>);
+#[derive(Debug)]
+pub struct BorrowedStr<'de>(pub Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for BorrowedStr<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

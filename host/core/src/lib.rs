@@ -21,6 +21,7 @@ pub mod time;
 
 pub use event::{PluginEvent, StreamContext};
 pub use json_object::JsonObject;
+pub use json_str::BorrowedStr;
 pub use outcome::{Outcome, OutcomeView, Rejection, RejectionKind};
 pub use record::Record;
 

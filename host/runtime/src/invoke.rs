@@ -13,6 +13,7 @@ use crate::contract::Contract;
 use crate::lower_events::{EventBlock, EventList};
 use crate::outputs::{bounded, validate};
 use crate::sandbox::{LogSink, PrintedLine, Sandbox};
+use crate::schemas;
 use crate::{Limits, Plugin, Runtime};
 
 /// A fault of the plugin that took its whole batch down.
@@ -134,13 +135,62 @@ fn new_store(runtime: &Runtime, limits: &Limits, now: Duration, plugin: String) 
 }
 
 impl Plugin {
-    /// Runs a batch. `config` is the tenant's configuration. Never fails:
-    /// whatever goes wrong becomes rejections, and the host goes on.
+    /// Runs a batch as a host does. `config` is the tenant's configuration.
+    /// Never fails: whatever goes wrong becomes rejections, and the host goes
+    /// on.
+    ///
+    /// When the plugin declares an input schema, each event's payload is held
+    /// to it first: one that does not match is rejected on the plugin's
+    /// behalf (`missing-field` or `invalid-field`, naming the schema's
+    /// faults) and never reaches it, so a plugin can count on what it
+    /// declared. The others go to [`Plugin::process_unscreened`].
+    pub fn process(
+        &self,
+        config: &[(String, String)],
+        events: &[PluginEvent<'_>],
+        limits: &Limits,
+    ) -> BatchReport {
+        let Some(input) = &self.inner.schemas.input else {
+            return self.process_unscreened(config, events, limits);
+        };
+        let verdicts: Vec<Option<Rejection>> = events
+            .iter()
+            .map(|event| schemas::screen(input, &event.payload, &self.inner.label))
+            .collect();
+        if verdicts.iter().all(Option::is_none) {
+            return self.process_unscreened(config, events, limits);
+        }
+        let admitted: Vec<PluginEvent<'_>> = events
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, verdict)| verdict.is_none())
+            .map(|(event, _)| event.clone())
+            .collect();
+        let mut report = self.process_unscreened(config, &admitted, limits);
+        let mut called = std::mem::take(&mut report.outcomes).into_iter();
+        report.outcomes = verdicts
+            .into_iter()
+            .map(|verdict| match verdict {
+                Some(rejection) => Outcome::Reject(rejection),
+                // `process_unscreened` gives one outcome per event, in order.
+                None => called.next().unwrap_or_else(|| {
+                    Outcome::Reject(Rejection::new(
+                        RejectionKind::InvalidOutput,
+                        "the host lost this record's outcome (a bug: please report it)",
+                    ))
+                }),
+            })
+            .collect();
+        report
+    }
+
+    /// Runs a batch through the plugin whatever its input schema says: what
+    /// the sandbox costs, for benchmarks, and a dry run of a configuration.
     ///
     /// The contract gives a plugin batches of one tenant, event type and
     /// processing time; events that differ are split into runs of those, in
     /// order, and the plugin is called once per run.
-    pub fn process(
+    pub fn process_unscreened(
         &self,
         config: &[(String, String)],
         events: &[PluginEvent<'_>],

@@ -30,6 +30,7 @@ mod outputs;
 mod plugin;
 pub mod router;
 mod sandbox;
+mod schemas;
 mod slots;
 mod wasi_sync;
 

@@ -9,6 +9,7 @@ use crate::bindings::WitPluginInfo;
 use crate::breaker::Breaker;
 use crate::contract::{self, Contract};
 use crate::sandbox::Sandbox;
+use crate::schemas::Schemas;
 use crate::{Limits, LoadError, Runtime};
 
 /// What a plugin says about itself, plus what the host knows of its bytes.
@@ -94,6 +95,8 @@ pub(crate) struct PluginInner {
     /// `name@version`, precomputed for messages.
     pub(crate) label: String,
     pub(crate) breaker: Mutex<Breaker>,
+    /// Its declared schemas, compiled.
+    pub(crate) schemas: Schemas,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -133,6 +136,7 @@ impl Plugin {
             crate::invoke::describe(&runtime, &pre, &describe_export, &Limits::default())
                 .map_err(LoadError::Describe)?;
         let info = PluginInfo::from_wit(raw_info, sha256, size_bytes)?;
+        let schemas = Schemas::compile(&info)?;
         let label = format!("{}@{}", info.name, info.version);
         let breaker = Mutex::new(Breaker::new(runtime.inner.settings.breaker));
         Ok(Self {
@@ -144,6 +148,7 @@ impl Plugin {
                 info,
                 label,
                 breaker,
+                schemas,
             }),
         })
     }
@@ -155,6 +160,16 @@ impl Plugin {
     /// `name@version`.
     pub fn label(&self) -> &str {
         &self.inner.label
+    }
+
+    /// A configuration's faults against the plugin's configuration schema,
+    /// each naming where and what (at most three); empty when it matches or
+    /// the plugin declares no schema.
+    pub fn config_faults(&self, config: &[(String, String)]) -> Vec<String> {
+        match &self.inner.schemas.config {
+            Some(schema) => crate::schemas::config_faults(schema, config),
+            None => Vec::new(),
+        }
     }
 
     /// Whether the plugin's circuit breaker is open now.

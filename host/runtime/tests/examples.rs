@@ -59,3 +59,87 @@ fn batches_larger_than_the_sdk_arena_are_enriched_like_small_ones() {
     );
     assert_eq!(whole, in_small_batches);
 }
+
+/// The transaction plugin declares `amount` a required number: a host holds
+/// each payload to that before the plugin sees it, keeps the batch's order,
+/// and does not call the plugin at all when no payload passes.
+#[test]
+fn payloads_are_held_to_the_input_schema_before_the_plugin_sees_them() {
+    use weir_core::{Outcome, RejectionKind};
+
+    let harness = Harness::load(repo_plugin("transaction"));
+    let event = |amount: serde_json::Value| {
+        let mut payload = serde_json::json!({
+            "event_type": "transaction",
+            "timestamp": "2024-01-15T10:30:00Z",
+        });
+        if !amount.is_null() {
+            payload["amount"] = amount;
+        }
+        payload
+    };
+    let report = harness.run_batch(
+        "default",
+        &[],
+        &[
+            event(serde_json::json!(5)),
+            event(serde_json::json!("12")),
+            event(serde_json::Value::Null),
+            event(serde_json::json!(2500)),
+        ],
+    );
+    let kinds: Vec<Option<RejectionKind>> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Reject(r) => Some(r.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some(RejectionKind::InvalidField),
+            Some(RejectionKind::MissingField),
+            None
+        ]
+    );
+    let Outcome::Enrich(last) = &report.outcomes[3] else {
+        unreachable!()
+    };
+    assert_eq!(last.to_map()["amount_category"], "large");
+    let Outcome::Reject(ill_typed) = &report.outcomes[1] else {
+        unreachable!()
+    };
+    let label = harness.plugin.label();
+    assert_eq!(
+        ill_typed.message,
+        format!(
+            "the payload does not match the input schema of {label}: /amount: \"12\" is not of type \"number\""
+        )
+    );
+    assert!(report.fault.is_none());
+
+    // Nothing passes: the plugin is not instantiated. Unscreened, the plugin
+    // itself refuses the same payload, in its own words.
+    let none_pass = harness.run_batch("default", &[], &[event(serde_json::json!("12"))]);
+    assert!(matches!(&none_pass.outcomes[..], [Outcome::Reject(_)]));
+    assert_eq!(none_pass.instantiate, std::time::Duration::ZERO);
+    let events = [weir_testkit::payload_event(
+        &event(serde_json::json!("12")),
+        "default",
+        1,
+        weir_testkit::DEFAULT_TIME,
+    )
+    .unwrap()];
+    let unscreened = harness
+        .plugin
+        .process_unscreened(&[], &events, &Limits::default());
+    let [Outcome::Reject(own)] = &unscreened.outcomes[..] else {
+        panic!("{:?}", unscreened.outcomes)
+    };
+    assert_eq!(own.kind, RejectionKind::InvalidField);
+    assert!(!own.message.contains("input schema"), "{}", own.message);
+    assert!(unscreened.instantiate > std::time::Duration::ZERO);
+}
