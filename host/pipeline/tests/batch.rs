@@ -584,3 +584,59 @@ async fn a_plugin_fault_is_logged_with_its_batch_and_an_open_breaker_once() {
         opened[0]
     );
 }
+
+/// The host's intake checks only the seeds' fields (a transaction's
+/// `amount`); the plugin's input schema says more (`currency` is a string),
+/// and a payload that breaks it is dead-lettered at the enrich stage, whole,
+/// with the schema's reason, while its neighbours are enriched.
+#[tokio::test]
+async fn a_payload_that_breaks_the_plugins_input_schema_is_dead_lettered_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+    let state = SqliteState::open(dir.path().join("state/weir.db")).unwrap();
+    let pipeline = common::pipeline(objects, &state, router(), PipelineSettings::default());
+    let bad: &[u8] =
+        br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":5,"currency":5}"#;
+    let records = vec![
+        record(
+            1,
+            br#"{"event_type":"transaction","timestamp":"2024-01-15T10:30:00Z","amount":5,"currency":"EUR"}"#,
+        ),
+        record(2, bad),
+    ];
+    let result = pipeline
+        .process_batch(SHARD, &records, now())
+        .await
+        .unwrap();
+    let c = &result.counts;
+    assert_eq!(
+        (c.accepted, c.enriched, c.rejected_by_plugins),
+        (2, 1, 1),
+        "{c:?}"
+    );
+    assert!(c.is_balanced(true), "{c:?}");
+    let letters = state
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let [(_, letter)] = &letters[..] else {
+        panic!("{letters:?}")
+    };
+    assert_eq!(letter.payload, bad);
+    assert_eq!(
+        (letter.stage.as_str(), letter.kind.as_str()),
+        ("enrich", "invalid-field")
+    );
+    assert_eq!(letter.plugin.as_deref(), Some("transaction@1.0.0"));
+    assert!(
+        letter.reason.contains("input schema of transaction@1.0.0")
+            && letter
+                .reason
+                .contains("/currency: 5 is not of type \"string\""),
+        "{}",
+        letter.reason
+    );
+    let processed = lines(&pipeline.objects, "processed/").await;
+    assert_eq!(processed.len(), 1);
+    assert_eq!(processed[0]["enriched_data"]["currency"], "EUR");
+}
