@@ -60,11 +60,20 @@ fn compile<F: Json>(what: &str, schema: Option<&str>) -> Result<Option<Validator
 /// Whether a payload may go to the plugin: `None` when it matches the input
 /// schema, else the rejection the host dead-letters it with, on the plugin's
 /// behalf and in its terms: a missing required property is a
-/// `missing-field`, any other fault an `invalid-field`. A payload that is
-/// not JSON is left to the plugin (the host's intake admits only JSON
-/// objects, so it never reaches here).
+/// `missing-field`, any other fault an `invalid-field`. A payload that
+/// cannot be read (nested past `serde_json`'s 128 levels, when intake's depth
+/// limit was raised past it) is an `invalid-field` too: a plugin can count on
+/// what it declared.
 pub(crate) fn screen(input: &Validator<Payload>, payload: &str, plugin: &str) -> Option<Rejection> {
-    let value = Instance::parse(payload).ok()?;
+    let value = match Instance::parse(payload) {
+        Ok(value) => value,
+        Err(e) => {
+            return Some(Rejection::new(
+                RejectionKind::InvalidField,
+                format!("the payload cannot be held to the input schema of {plugin}: {e}"),
+            ));
+        }
+    };
     if input.is_valid(&value) {
         return None;
     }
@@ -184,6 +193,21 @@ mod tests {
                 .contains("/amount: \"12\" is not of type \"number\""),
             "{}",
             ill_typed.message
+        );
+
+        let deep = format!(
+            r#"{{"amount": 1, "x": {}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let unreadable = screen(&input, &deep, "t@1").unwrap();
+        assert_eq!(unreadable.kind, RejectionKind::InvalidField);
+        assert!(
+            unreadable
+                .message
+                .contains("cannot be held to the input schema of t@1"),
+            "{}",
+            unreadable.message
         );
 
         let huge = format!(r#"{{"amount": "{}"}}"#, "9".repeat(1 << 20));
