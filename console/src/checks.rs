@@ -143,6 +143,49 @@ impl DeclaredSchemas {
     }
 }
 
+/// A payload to start a test run from: the event type, a timestamp, and a
+/// value for each property the input schema requires (its `default`, first
+/// `examples` or `enum` entry, else a placeholder of its `type`), so that
+/// the sample gets past the schema and shows what the plugin does.
+pub fn sample_payload(event_type: &str, input_schema: Option<&Value>) -> Value {
+    let mut sample = serde_json::Map::new();
+    sample.insert("event_type".into(), Value::from(event_type));
+    sample.insert("timestamp".into(), Value::from("2024-01-15T10:30:00Z"));
+    let Some(schema) = input_schema else {
+        return Value::Object(sample);
+    };
+    let required = schema["required"].as_array().into_iter().flatten();
+    for name in required.filter_map(Value::as_str) {
+        if sample.contains_key(name) {
+            continue;
+        }
+        let property = &schema["properties"][name];
+        let value = property
+            .get("default")
+            .or_else(|| property["examples"].get(0))
+            .or_else(|| property["enum"].get(0))
+            .cloned()
+            .unwrap_or_else(|| placeholder(&property["type"]));
+        sample.insert(name.to_owned(), value);
+    }
+    Value::Object(sample)
+}
+
+/// A value of a JSON Schema `type` (the first, when it lists several).
+fn placeholder(kind: &Value) -> Value {
+    let kind = kind
+        .as_str()
+        .or_else(|| kind.get(0).and_then(Value::as_str));
+    match kind {
+        Some("number" | "integer") => Value::from(1),
+        Some("boolean") => Value::Bool(false),
+        Some("array") => Value::Array(Vec::new()),
+        Some("object") => Value::Object(serde_json::Map::new()),
+        Some("null") => Value::Null,
+        _ => Value::from("example"),
+    }
+}
+
 /// The result of a test run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestRunReport {
@@ -232,5 +275,42 @@ pub fn check_config(
         // A sample event that is not what the plugin expects says nothing
         // about the configuration.
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::sample_payload;
+
+    #[test]
+    fn a_sample_payload_has_what_the_input_schema_requires() {
+        let schema = json!({
+            "type": "object",
+            "required": ["amount", "currency", "kind", "tags", "timestamp"],
+            "properties": {
+                "amount": { "type": "number" },
+                "currency": { "type": "string", "examples": ["EUR"] },
+                "kind": { "enum": ["card", "cash"] },
+                "tags": { "type": ["array", "null"] },
+                "note": { "type": "string" }
+            }
+        });
+        assert_eq!(
+            sample_payload("transaction", Some(&schema)),
+            json!({
+                "event_type": "transaction",
+                "timestamp": "2024-01-15T10:30:00Z",
+                "amount": 1,
+                "currency": "EUR",
+                "kind": "card",
+                "tags": []
+            })
+        );
+        assert_eq!(
+            sample_payload("metric", None),
+            json!({ "event_type": "metric", "timestamp": "2024-01-15T10:30:00Z" })
+        );
     }
 }

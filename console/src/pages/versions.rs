@@ -6,13 +6,14 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use serde_json::Value;
 use weir_core::OutcomeView;
 use weir_core::registry::{PluginVersion, Registry};
 
 use super::{
     CsrfForm, Shared, check_csrf, csrf_field, error_page, layout, owner, parse_config, short,
 };
-use crate::checks::{CaseSummary, TestRun, TestRunReport};
+use crate::checks::{CaseSummary, TestRun, TestRunReport, sample_payload};
 use crate::ops::UploadForm;
 use crate::{ApiError, PageCaller};
 
@@ -192,6 +193,12 @@ pub(super) async fn version<R: Registry + 'static>(
     };
     let has_golden = matches!(c.registry.golden(&v.sha256).await, Ok(Some(_)));
     let schemas = c.schemas(&caller.session.principal, &v.sha256).await;
+    let input_schema = schemas.as_ref().ok().and_then(|d| d.input_schema.as_ref());
+    let sample = Value::Array(vec![sample_payload(
+        v.event_types.first().map_or("", String::as_str),
+        input_schema,
+    )]);
+    let sample = serde_json::to_string_pretty(&sample).unwrap_or_default();
     let schema_cell = |schema: Option<&serde_json::Value>, none: &'static str| match schema {
         Some(schema) => {
             html! { pre.schema { (serde_json::to_string_pretty(schema).unwrap_or_default()) } }
@@ -204,10 +211,6 @@ pub(super) async fn version<R: Registry + 'static>(
         .tenant()
         .unwrap_or("default")
         .to_owned();
-    let sample = format!(
-        "[{{\"event_type\": \"{}\", \"timestamp\": \"2024-01-15T10:30:00Z\"}}]",
-        v.event_types.first().map_or("", String::as_str)
-    );
     let body = html! {
         table {
             tr { th { "SHA-256" } td { code { (v.sha256) } } }

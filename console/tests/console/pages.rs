@@ -207,6 +207,23 @@ async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
         .api("GET", "/api/v1/versions/tagger@2.0.0", Some(&f.admin), None)
         .await
         .json();
+    // A version's page shows its schemas, and its test run starts from a
+    // sample that gets past the input schema.
+    let tx_page = page(
+        &f,
+        &cookie,
+        &format!("/versions/{}", tx["sha256"].as_str().unwrap()),
+    )
+    .await
+    .text();
+    assert!(
+        tx_page.contains("Input schema") && tx_page.contains("high_value_threshold"),
+        "{tx_page}"
+    );
+    assert!(
+        tx_page.contains("&quot;amount&quot;: 1"),
+        "the sample has the required amount: {tx_page}"
+    );
     let diff = page(
         &f,
         &cookie,
