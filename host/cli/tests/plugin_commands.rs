@@ -120,6 +120,64 @@ fn plugin_run_refuses_empty_input_and_bad_flags() {
     );
 }
 
+/// `--update` rewrites only what the plugin no longer meets: a stale
+/// enrichment and a stale rejection kind are rewritten from the outcomes, a
+/// met fragment stays a fragment, and the file then passes.
+#[test]
+fn plugin_test_update_rewrites_only_the_expectations_no_longer_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.json");
+    let event = r#"{"event_type": "transaction", "timestamp": "2024-01-15T10:30:00Z""#;
+    std::fs::write(
+        &cases,
+        format!(
+            r#"{{"cases": [{{"name": "mixed", "tenant": "acme",
+                "events": [{event}, "amount": 50}}, {event}}}, {event}, "amount": "x"}}],
+                "expect": [
+                    {{"enrich": {{"amount_category": "large"}}}},
+                    {{"reject": {{"kind": "missing-field", "message_contains": "amount"}}}},
+                    {{"reject": {{"kind": "unsupported"}}}}
+                ]}}]}}"#
+        ),
+    )
+    .unwrap();
+    let path = cases.to_str().unwrap();
+    let output = weir(&["plugin", "test", &wasm("transaction"), path, "--update"])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("rewrote case `mixed`, event 1")
+            && stdout.contains("rewrote case `mixed`, event 3")
+            && !stdout.contains("event 2")
+            && stdout.contains("2 expectation(s) rewritten"),
+        "{stdout}"
+    );
+    let updated: Value = serde_json::from_str(&std::fs::read_to_string(&cases).unwrap()).unwrap();
+    let case = &updated["cases"][0];
+    assert_eq!(case["tenant"], "acme", "the case's other keys stay");
+    assert_eq!(case["expect"][0]["enrich"]["amount_category"], "small");
+    assert_eq!(
+        case["expect"][0]["enrich"]["transaction_date"],
+        "2024-01-15"
+    );
+    assert_eq!(
+        case["expect"][1],
+        serde_json::json!({"reject": {"kind": "missing-field", "message_contains": "amount"}}),
+        "a met expectation is kept as written"
+    );
+    assert_eq!(case["expect"][2]["reject"]["kind"], "invalid-field");
+    let again = weir(&["plugin", "test", &wasm("transaction"), path])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", text(&again.stdout));
+    let unchanged = weir(&["plugin", "test", &wasm("transaction"), path, "--update"])
+        .output()
+        .unwrap();
+    assert!(text(&unchanged.stdout).contains("nothing rewritten"));
+}
+
 #[test]
 fn plugin_test_passes_the_examples_and_fails_with_a_readable_diff() {
     for name in EXAMPLE_PLUGINS {

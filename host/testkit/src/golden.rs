@@ -24,9 +24,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use weir_core::{Outcome, RejectionKind};
-use weir_runtime::{Limits, Plugin};
+use weir_runtime::{BatchReport, Limits, Plugin};
 
 use crate::harness::{DEFAULT_TIME, payload_event};
 
@@ -127,16 +127,27 @@ pub fn run(plugin: &Plugin, file: &CaseFile, limits: &Limits) -> Vec<CaseResult>
         .collect()
 }
 
-fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
+/// Runs a case's events as a host would; `Err` names an event that is not
+/// a valid record.
+fn run_events(plugin: &Plugin, case: &Case, limits: &Limits) -> Result<BatchReport, String> {
     let time = case.processing_time.as_deref().unwrap_or(DEFAULT_TIME);
-    let events: Result<Vec<_>, _> = case
+    let events = case
         .events
         .iter()
         .enumerate()
         .map(|(i, p)| payload_event(p, &case.tenant, i + 1, time))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config: Vec<(String, String)> = case
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let events = match events {
-        Ok(events) => events,
+    Ok(plugin.process(&config, &events, limits))
+}
+
+fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
+    let report = match run_events(plugin, case, limits) {
+        Ok(report) => report,
         Err(e) => {
             return CaseResult {
                 name: case.name.clone(),
@@ -146,12 +157,6 @@ fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
             };
         }
     };
-    let config: Vec<(String, String)> = case
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let report = plugin.process(&config, &events, limits);
 
     let mut problems = Vec::new();
     for (i, (expected, actual)) in case.expect.iter().zip(&report.outcomes).enumerate() {
@@ -178,6 +183,62 @@ fn run_case(plugin: &Plugin, case: &Case, limits: &Limits) -> CaseResult {
         problems,
         elapsed: report.elapsed,
         peak_memory_bytes: report.peak_memory_bytes,
+    }
+}
+
+/// A case file with its expectations brought up to date.
+#[derive(Debug)]
+pub struct Updated {
+    /// The file's new text (pretty-printed JSON).
+    pub text: String,
+    /// Each rewritten expectation: the case's name and the event's number.
+    pub rewritten: Vec<(String, usize)>,
+}
+
+/// Rewrites each expectation the plugin no longer meets with the outcome it
+/// gives now, and keeps every one it meets as written (a `message_contains`
+/// fragment stays a fragment, a case's other keys stay). Budgets are not
+/// touched: a case over its budget still fails. `Err` when the file is not a
+/// valid case file or a case's event is not a valid record.
+pub fn update(
+    plugin: &Plugin,
+    text: &str,
+    origin: &str,
+    limits: &Limits,
+) -> Result<Updated, String> {
+    let file = parse(text, origin)?;
+    let mut document: Value = serde_json::from_str(text)
+        .map_err(|e| format!("{origin} is not a valid case file: {e}"))?;
+    let mut rewritten = Vec::new();
+    for (c, case) in file.cases.iter().enumerate() {
+        let report = run_events(plugin, case, limits)
+            .map_err(|e| format!("{origin}: case `{}`: {e}", case.name))?;
+        for (e, (expected, actual)) in case.expect.iter().zip(&report.outcomes).enumerate() {
+            let mut problems = Vec::new();
+            compare(e + 1, expected, actual, &mut problems);
+            if !problems.is_empty() {
+                document["cases"][c]["expect"][e] = expectation_of(actual);
+                rewritten.push((case.name.clone(), e + 1));
+            }
+        }
+    }
+    let text =
+        serde_json::to_string_pretty(&document).map_err(|e| format!("writing {origin}: {e}"))?;
+    Ok(Updated {
+        text: text + "\n",
+        rewritten,
+    })
+}
+
+/// The expectation an outcome meets exactly.
+fn expectation_of(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Enrich(fields) => json!({ "enrich": fields.to_map() }),
+        Outcome::Emit(records) => json!({ "emit": records }),
+        Outcome::Drop(reason) => json!({ "drop": reason }),
+        Outcome::Reject(r) => {
+            json!({ "reject": { "kind": r.kind, "message_contains": r.message } })
+        }
     }
 }
 
