@@ -51,7 +51,13 @@ fn compile<F: Json>(what: &str, schema: Option<&str>) -> Result<Option<Validator
     };
     let schema: Value = serde_json::from_str(schema)
         .map_err(|e| LoadError::BadInfo(format!("its {what} schema is not JSON: {e}")))?;
+    // Patterns run in the host, outside the sandbox's CPU limit, so they
+    // get the linear-time `regex` engine. The default, fancy-regex,
+    // backtracks for look-around and backreferences, where a pattern can take
+    // exponential time on one payload; here such a pattern refuses the
+    // plugin at load.
     jsonschema::options_for::<F>()
+        .with_pattern_options(jsonschema::PatternOptions::regex())
         .build(&schema)
         .map(Some)
         .map_err(|e| LoadError::BadInfo(format!("its {what} schema is not a JSON Schema: {e}")))
@@ -161,6 +167,10 @@ mod tests {
         );
         let remote = refusal("input", r#"{"$ref": "https://example.com/s.json"}"#);
         assert!(remote.contains("not a JSON Schema"), "{remote}");
+        let backtracking = refusal("input", r#"{"pattern": "^(a+)\\1$"}"#);
+        assert!(backtracking.contains("not a JSON Schema"), "{backtracking}");
+        let look_around = refusal("configuration", r#"{"patternProperties": {"(?=x)": {}}}"#);
+        assert!(look_around.contains("not a JSON Schema"), "{look_around}");
         assert!(compile::<Payload>("input", Some(r#"{"type": "object"}"#)).is_ok());
         assert!(compile::<Payload>("input", None).unwrap().is_none());
     }
