@@ -207,7 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let loaded = runtime(cli.cache_dir)?
                 .load_file(&plugin)
                 .with_context(|| format!("loading {}", plugin.display()))?;
-            println!("{}", serde_json::to_string_pretty(loaded.info())?);
+            let mut info = serde_json::to_value(loaded.info())?;
+            // The schemas as JSON, not as strings of it (loading proved they parse).
+            for schema in ["input_schema", "config_schema"] {
+                if let Some(text) = info[schema].as_str() {
+                    info[schema] = serde_json::from_str(text)?;
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),

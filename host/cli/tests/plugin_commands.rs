@@ -242,6 +242,21 @@ fn plugin_info_describes_or_says_why_it_refuses() {
     let info: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(info["name"], "sensor");
     assert_eq!(info["event_types"][0], "sensor_reading");
+    assert_eq!(
+        info["input_schema"],
+        Value::Null,
+        "the sensor declares none"
+    );
+    let output = weir(&["plugin", "info", &wasm("transaction")])
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        info["input_schema"]["required"],
+        serde_json::json!(["amount"]),
+        "schemas print as JSON: {info}"
+    );
+    assert_eq!(info["config_schema"]["additionalProperties"], false);
 
     let output = weir(&["plugin", "info", &wasm("foreign")])
         .output()
