@@ -70,13 +70,20 @@ impl Info {
         }
     }
 
-    /// A JSON Schema of the payload fields the plugin needs.
+    /// A JSON Schema of the payload fields the plugin needs. Hosts hold
+    /// every payload to it before calling [`Plugin::process`]: one that does
+    /// not match is dead-lettered with the schema's faults (as a
+    /// `missing-field` or `invalid-field` rejection) and never reaches the
+    /// plugin. Patterns use the linear-time `regex` syntax (no look-around,
+    /// no backreferences); a schema that is not one refuses the plugin.
     pub fn input_schema(mut self, schema: Value) -> Self {
         self.input_schema = Some(schema.to_string());
         self
     }
 
-    /// A JSON Schema of the per-tenant configuration the plugin reads.
+    /// A JSON Schema of the per-tenant configuration the plugin reads (its
+    /// keys and values as a JSON object of strings). A binding's
+    /// configuration is held to it before it is bound.
     pub fn config_schema(mut self, schema: Value) -> Self {
         self.config_schema = Some(schema.to_string());
         self
