@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use weir_console::checks::{UploadContext, check_config, check_upload};
+use weir_console::checks::{DeclaredSchemas, UploadContext, check_config, check_upload};
 use weir_core::registry::{BindingKey, BindingLimits, Change, Registry};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
@@ -37,6 +37,14 @@ pub enum Command {
     List {
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        target: StreamArgs,
+    },
+    /// One version: its record and the input and configuration schemas it
+    /// declares (what hosts hold its payloads and configurations to).
+    Show {
+        /// `name@version` or its SHA-256.
+        version: String,
         #[command(flatten)]
         target: StreamArgs,
     },
@@ -189,6 +197,32 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::List { name, target } => {
                 print_lines(&open(&target).await?.versions(name.as_deref()).await?)?;
+            }
+            Command::Show { version, target } => {
+                let registry = open(&target).await?;
+                let sha256 = resolve(&registry, &version).await?;
+                let record = registry
+                    .versions(None)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.sha256 == sha256)
+                    .with_context(|| {
+                        format!("no version {version} in the registry (`weir registry list`)")
+                    })?;
+                let component = registry.component(&sha256).await?.with_context(|| {
+                    format!(
+                        "the component of {} is missing from the registry's objects",
+                        record.label()
+                    )
+                })?;
+                let plugin = runtime.load(&component)?;
+                let schemas = DeclaredSchemas::of(&plugin);
+                let shown = serde_json::json!({
+                    "version": record,
+                    "input_schema": schemas.input_schema,
+                    "config_schema": schemas.config_schema,
+                });
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             }
             Command::Activate {
                 version,

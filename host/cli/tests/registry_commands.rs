@@ -42,6 +42,22 @@ fn uploads_are_checked_and_activations_are_revisioned_and_audited() {
     let (ok, _, stderr) = run(&["registry", "add", &wasm("transaction")], data);
     assert!(ok && stderr.contains("already there"), "{stderr}");
 
+    // A version with the schemas it declares, by name@version.
+    let (ok, stdout, stderr) = run(&["registry", "show", &name_at], data);
+    assert!(ok, "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["version"]["sha256"], version["sha256"]);
+    assert_eq!(
+        shown["input_schema"]["required"],
+        serde_json::json!(["amount"])
+    );
+    assert_eq!(shown["config_schema"]["additionalProperties"], false);
+    let (ok, _, stderr) = run(&["registry", "show", "transaction@9.9.9"], data);
+    assert!(
+        !ok && stderr.contains("no version transaction@9.9.9"),
+        "{stderr}"
+    );
+
     let (ok, _, stderr) = run(&["registry", "add", &wasm("foreign")], data);
     assert!(
         !ok && stderr.contains("not a plugin a host would run"),
