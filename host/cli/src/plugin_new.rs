@@ -137,6 +137,11 @@ const GOLDEN: &str = r#"{
       "name": "an event without a value is rejected",
       "events": [ { "event_type": "{event_type}" } ],
       "expect": [ { "reject": { "kind": "missing-field", "message_contains": "value" } } ]
+    },
+    {
+      "name": "a value that is not a number is held back by the input schema",
+      "events": [ { "event_type": "{event_type}", "value": "three" } ],
+      "expect": [ { "reject": { "kind": "invalid-field", "message_contains": "/value: \"three\" is not of type \"number\"" } } ]
     }
   ]
 }

@@ -315,7 +315,11 @@ fn a_scaffolded_plugin_builds_and_passes_its_own_tests() {
     .output()
     .unwrap();
     assert!(output.status.success(), "{}", text(&output.stdout));
-    assert!(text(&output.stdout).contains("2 passed, 0 failed"));
+    assert!(
+        text(&output.stdout).contains("3 passed, 0 failed"),
+        "{}",
+        text(&output.stdout)
+    );
 
     let again = weir(&[
         "plugin",
