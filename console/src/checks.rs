@@ -171,6 +171,42 @@ pub fn sample_payload(event_type: &str, input_schema: Option<&Value>) -> Value {
     Value::Object(sample)
 }
 
+/// What a configuration may hold, as the forms' hint: a `key=` line per
+/// property of the configuration schema, with its description (or its
+/// type), required ones first. Empty without a schema.
+pub fn config_hint(config_schema: Option<&Value>) -> String {
+    let Some(schema) = config_schema else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let Some(properties) = schema["properties"].as_object() else {
+        return String::new();
+    };
+    let mut lines: Vec<(bool, String)> = properties
+        .iter()
+        .map(|(key, property)| {
+            let about = property["description"]
+                .as_str()
+                .or_else(|| property["type"].as_str())
+                .unwrap_or("a value");
+            let is_required = required.contains(&key.as_str());
+            let marker = if is_required { ", required" } else { "" };
+            (!is_required, format!("{key}=…  ({about}{marker})"))
+        })
+        .collect();
+    lines.sort();
+    lines
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A value of a JSON Schema `type` (the first, when it lists several).
 fn placeholder(kind: &Value) -> Value {
     let kind = kind
@@ -283,6 +319,24 @@ mod tests {
     use serde_json::json;
 
     use super::sample_payload;
+
+    #[test]
+    fn a_configuration_hint_names_each_key_required_ones_first() {
+        let schema = json!({
+            "type": "object",
+            "required": ["region"],
+            "properties": {
+                "currency": { "type": "string", "description": "an ISO 4217 code; default USD" },
+                "region": { "type": "string" },
+                "limit": {}
+            }
+        });
+        assert_eq!(
+            super::config_hint(Some(&schema)),
+            "region=…  (string, required)\ncurrency=…  (an ISO 4217 code; default USD)\nlimit=…  (a value)"
+        );
+        assert_eq!(super::config_hint(None), "");
+    }
 
     #[test]
     fn a_sample_payload_has_what_the_input_schema_requires() {

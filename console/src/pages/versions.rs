@@ -13,7 +13,7 @@ use weir_core::registry::{PluginVersion, Registry};
 use super::{
     CsrfForm, Shared, check_csrf, csrf_field, error_page, layout, owner, parse_config, short,
 };
-use crate::checks::{CaseSummary, TestRun, TestRunReport, sample_payload};
+use crate::checks::{CaseSummary, TestRun, TestRunReport, config_hint, sample_payload};
 use crate::ops::UploadForm;
 use crate::{ApiError, PageCaller};
 
@@ -199,6 +199,8 @@ pub(super) async fn version<R: Registry + 'static>(
         input_schema,
     )]);
     let sample = serde_json::to_string_pretty(&sample).unwrap_or_default();
+    let config_schema = schemas.as_ref().ok().and_then(|d| d.config_schema.as_ref());
+    let hint = config_hint(config_schema);
     let schema_cell = |schema: Option<&serde_json::Value>, none: &'static str| match schema {
         Some(schema) => {
             html! { pre.schema { (serde_json::to_string_pretty(schema).unwrap_or_default()) } }
@@ -237,7 +239,7 @@ pub(super) async fn version<R: Registry + 'static>(
                 label { "Tenant (* for the default) " input type="text" name="tenant" value=(caller.session.principal.tenant().unwrap_or("*")) required; }
                 " "
                 label { "Event type " select name="event_type" { @for t in &v.event_types { option { (t) } } } }
-                p { label { "Configuration, one key=value per line" textarea name="config" rows="3" {} } }
+                p { label { "Configuration, one key=value per line" textarea name="config" rows="3" placeholder=(hint) {} } }
                 p {
                     "Limits (empty: the host's defaults) "
                     label { "memory MiB " input type="number" name="memory_mib" min="1" max="4096"; }
@@ -258,7 +260,7 @@ pub(super) async fn version<R: Registry + 'static>(
                 label { "Event type " select name="event_type" { @for t in &v.event_types { option { (t) } } } }
                 " "
                 label { "Share (%) " input type="number" name="share_percent" min="1" max="100" value="10" required; }
-                p { label { "Configuration, one key=value per line" textarea name="config" rows="2" {} } }
+                p { label { "Configuration, one key=value per line" textarea name="config" rows="2" placeholder=(hint) {} } }
                 button type="submit" { "Start shadow" }
             }
         }
@@ -267,7 +269,7 @@ pub(super) async fn version<R: Registry + 'static>(
             form method="post" action={ "/versions/" (v.sha256) "/test" } enctype="multipart/form-data" {
                 (csrf_field(&caller))
                 label { "Tenant " input type="text" name="tenant" value=(own_tenant); }
-                p { label { "Configuration, one key=value per line" textarea name="config" rows="2" {} } }
+                p { label { "Configuration, one key=value per line" textarea name="config" rows="2" placeholder=(hint) {} } }
                 p { label { "Events (a JSON array, or one JSON object per line)" textarea name="events" rows="8" { (sample) } } }
                 p { label { "or a file of them " input type="file" name="events_file" accept=".json,.jsonl"; } }
                 button type="submit" { "Run" }

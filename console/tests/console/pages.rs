@@ -224,6 +224,10 @@ async fn an_upload_from_the_page_is_checked_escaped_compared_and_test_run() {
         tx_page.contains("&quot;amount&quot;: 1"),
         "the sample has the required amount: {tx_page}"
     );
+    assert!(
+        tx_page.contains("placeholder=\"currency=…  (an ISO 4217 code; default USD)"),
+        "the configuration forms name the keys the schema allows: {tx_page}"
+    );
     let diff = page(
         &f,
         &cookie,
