@@ -7,8 +7,14 @@
 //! SHA-256) through the runtime's checks and compiled cache. The new router
 //! replaces the old one whole in the [`SharedRouter`]; batches already
 //! running finish on the snapshot they started with, so every output record
-//! and metadata entry names the version that produced it. A version that does
-//! not load leaves the running router as it is.
+//! and metadata entry names the version that produced it.
+//!
+//! A version this host refuses to load (one an earlier Weir accepted, say)
+//! holds back its own binding only: that binding keeps the version it runs
+//! (on a host that never ran one, it is left out, so its records take the
+//! event type's default or pass through), every other change is applied, and
+//! the refusal is logged as an error naming the binding and the version. A
+//! refused version is not tried again by this host.
 //!
 //! Shadows come the same way: a candidate runs on its share of a binding's
 //! records beside the active version (see the enrich stage), its tally kept
@@ -31,6 +37,9 @@ pub struct RegistryRouter<R> {
     base: Router,
     /// Versions loaded so far, by SHA-256.
     loaded: HashMap<String, Plugin>,
+    /// Versions this host refused to load, by SHA-256, with why: the same
+    /// bytes are refused the same way, so they are not compiled again.
+    refused: HashMap<String, String>,
     generation: Option<u64>,
 }
 
@@ -43,6 +52,7 @@ impl<R: Registry> RegistryRouter<R> {
             runtime,
             base,
             loaded: HashMap::new(),
+            refused: HashMap::new(),
             generation: None,
         }
     }
@@ -82,6 +92,9 @@ impl<R: Registry> RegistryRouter<R> {
         if let Some(plugin) = self.loaded.get(sha256) {
             return Ok(plugin.clone());
         }
+        if let Some(why) = self.refused.get(sha256) {
+            return Err(RegistryError::Refused(why.clone()));
+        }
         let bytes = self
             .registry
             .component(sha256)
@@ -95,9 +108,14 @@ impl<R: Registry> RegistryRouter<R> {
             .map_err(|e| {
                 BackendError::retryable(format!("loading version {sha256} of {what}"), e)
             })?;
-        let plugin = loaded.map_err(|e| {
-            RegistryError::Refused(format!("version {sha256} of {what} does not load: {e}"))
-        })?;
+        let plugin = match loaded {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let why = format!("version {sha256} of {what} does not load on this host: {e}");
+                self.refused.insert(sha256.to_owned(), why.clone());
+                return Err(RegistryError::Refused(why));
+            }
+        };
         self.loaded.insert(sha256.to_owned(), plugin.clone());
         Ok(plugin)
     }
@@ -115,10 +133,30 @@ impl<R: Registry> RegistryRouter<R> {
         let (generation, bindings) = self.registry.bindings().await?;
         let shadows = self.registry.shadows().await?;
         let mut router = self.base.clone();
+        let running = shared.snapshot();
         for record in bindings {
-            let plugin = self
+            let (tenant, event_type) = (record.key.tenant.as_deref(), &record.key.event_type);
+            let plugin = match self
                 .plugin(&record.sha256, &format!("binding {}", record.key))
-                .await?;
+                .await
+            {
+                Ok(plugin) => plugin,
+                Err(RegistryError::Refused(why)) => {
+                    let kept = running.binding_of(tenant, event_type);
+                    tracing::error!(
+                        binding = %record.key,
+                        version = record.sha256,
+                        error = why,
+                        kept = kept.map(|b| b.plugin.label()),
+                        "a binding's version does not load on this host: the binding keeps the version it runs (none: its records take the event type's default or pass through) until it is pointed at another version; every other change is applied"
+                    );
+                    if let Some(kept) = kept {
+                        router.bind(tenant, event_type, Binding::clone(kept));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let binding = Binding {
                 plugin,
                 config: record.config,
@@ -131,9 +169,17 @@ impl<R: Registry> RegistryRouter<R> {
             );
         }
         for (record, _) in shadows {
-            let plugin = self
+            let plugin = match self
                 .plugin(&record.sha256, &format!("the shadow of {}", record.key))
-                .await?;
+                .await
+            {
+                Ok(plugin) => plugin,
+                Err(RegistryError::Refused(why)) => {
+                    tracing::error!(shadow = %record.key, version = record.sha256, error = why, "a shadow's candidate does not load on this host: no shadow runs there");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let shadow = Shadow::new(plugin, record.config, record.share_percent, record.sha256);
             router.shadow(record.key.tenant.as_deref(), &record.key.event_type, shadow);
         }

@@ -600,3 +600,83 @@ async fn a_bindings_own_limits_reach_the_running_router() {
         (defaults.memory_bytes, defaults.cpu_time)
     );
 }
+
+/// A version a host refuses to load holds back its own binding only: the
+/// binding keeps the version it runs, another tenant's activation in the
+/// same change is applied, and a host that never ran the binding leaves it
+/// out instead of refusing the whole registry.
+#[tokio::test]
+async fn a_version_that_does_not_load_holds_back_only_its_own_binding() {
+    let host = host().await;
+    let registry = host.registry.clone();
+    let transaction = upload(&registry, "transaction").await;
+    let tagger = upload(&registry, "tagger").await;
+    let acme = acme();
+    registry
+        .activate(&acme, &transaction, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    let pipeline = host.pipeline();
+    let mut follower = host.follower();
+    follower.refresh(&pipeline.router).await.unwrap();
+    assert_eq!(
+        serving(&pipeline.router).as_deref(),
+        Some("transaction@1.0.0")
+    );
+
+    // One change: acme to bytes no host loads, globex to the tagger.
+    let broken = b"not a component".to_vec();
+    let version = weir_testkit::registry_contract::version("broken", "1.0.0", &broken);
+    let broken_sha = version.sha256.clone();
+    registry
+        .add_version(version, broken, None, BY_ALICE)
+        .await
+        .unwrap();
+    registry
+        .activate(&acme, &broken_sha, vec![], None, BY_ALICE)
+        .await
+        .unwrap();
+    let globex = BindingKey {
+        tenant: Some("globex".into()),
+        event_type: "transaction".into(),
+    };
+    registry
+        .activate(
+            &globex,
+            &tagger,
+            vec![("tag".into(), "g".into())],
+            None,
+            BY_ALICE,
+        )
+        .await
+        .unwrap();
+    let label = |router: &weir_runtime::router::SharedRouter, tenant: &str| match router
+        .snapshot()
+        .resolve(tenant, "transaction")
+    {
+        Route::Tenant(b) => Some(b.plugin.label().to_owned()),
+        _ => None,
+    };
+    let generation = follower.refresh(&pipeline.router).await.unwrap();
+    assert!(generation.is_some(), "the change is followed");
+    assert_eq!(
+        label(&pipeline.router, "acme").as_deref(),
+        Some("transaction@1.0.0"),
+        "acme keeps the version it ran"
+    );
+    assert_eq!(
+        label(&pipeline.router, "globex").as_deref(),
+        Some("tagger@2.0.0")
+    );
+    // Followed: the refused version is not tried again.
+    assert_eq!(follower.refresh(&pipeline.router).await.unwrap(), None);
+
+    // A host starting now: the binding is left out, the rest applies.
+    let fresh = host.pipeline();
+    host.follower().refresh(&fresh.router).await.unwrap();
+    assert_eq!(label(&fresh.router, "acme"), None);
+    assert_eq!(
+        label(&fresh.router, "globex").as_deref(),
+        Some("tagger@2.0.0")
+    );
+}

@@ -148,6 +148,16 @@ impl Router {
         }
     }
 
+    /// The binding of exactly `tenant` (or the default, `None`) for
+    /// `event_type`, without falling back from a tenant to the default.
+    pub fn binding_of(&self, tenant: Option<&str>, event_type: &str) -> Option<&Arc<Binding>> {
+        let bindings = self.by_event_type.get(event_type)?;
+        match tenant {
+            Some(t) => bindings.tenants.get(t),
+            None => bindings.default.as_ref(),
+        }
+    }
+
     /// Binds `plugin` as the default for every event type it declares, with
     /// no config and default limits: how a host runs plugins shipped with it
     /// before a registry says otherwise.
