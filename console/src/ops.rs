@@ -240,8 +240,13 @@ impl<R: Registry + 'static> Console<R> {
         reference: &str,
     ) -> Result<(PluginVersion, Vec<u8>), ApiError> {
         let version = self.version(caller, reference).await?;
-        let bytes = self
-            .registry
+        let bytes = self.component_of(&version).await?;
+        Ok((version, bytes))
+    }
+
+    /// The component of a version the caller was shown.
+    async fn component_of(&self, version: &PluginVersion) -> Result<Vec<u8>, ApiError> {
+        self.registry
             .component(&version.sha256)
             .await?
             .ok_or_else(|| {
@@ -252,8 +257,7 @@ impl<R: Registry + 'static> Console<R> {
                         version.label()
                     ),
                 )
-            })?;
-        Ok((version, bytes))
+            })
     }
 
     /// What a version declares about its payloads and configuration, read
@@ -263,7 +267,13 @@ impl<R: Registry + 'static> Console<R> {
         caller: &Principal,
         reference: &str,
     ) -> Result<DeclaredSchemas, ApiError> {
-        let (version, component) = self.component(caller, reference).await?;
+        let version = self.version(caller, reference).await?;
+        self.schemas_of(version).await
+    }
+
+    /// What a version the caller was shown declares.
+    pub async fn schemas_of(&self, version: PluginVersion) -> Result<DeclaredSchemas, ApiError> {
+        let component = self.component_of(&version).await?;
         let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || {
             runtime

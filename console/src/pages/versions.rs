@@ -192,7 +192,7 @@ pub(super) async fn version<R: Registry + 'static>(
         Err(e) => return error_page(Some(&caller), e),
     };
     let has_golden = matches!(c.registry.golden(&v.sha256).await, Ok(Some(_)));
-    let schemas = c.schemas(&caller.session.principal, &v.sha256).await;
+    let schemas = c.schemas_of(v.clone()).await;
     let input_schema = schemas.as_ref().ok().and_then(|d| d.input_schema.as_ref());
     let sample = Value::Array(vec![sample_payload(
         v.event_types.first().map_or("", String::as_str),

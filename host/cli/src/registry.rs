@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use weir_console::checks::{DeclaredSchemas, UploadContext, check_config, check_upload};
-use weir_core::registry::{BindingKey, BindingLimits, Change, Registry};
+use weir_core::registry::{BindingKey, BindingLimits, Change, PluginVersion, Registry};
 use weir_embedded::EmbeddedRegistry;
 use weir_runtime::Runtime;
 
@@ -134,17 +134,25 @@ fn print_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A version named `name@version` or by its SHA-256, to its SHA-256.
+/// The version named `name@version` or by its SHA-256.
+async fn find_version(
+    registry: &EmbeddedRegistry,
+    reference: &str,
+) -> anyhow::Result<PluginVersion> {
+    let name = reference.split_once('@').map(|(name, _)| name);
+    registry
+        .versions(name)
+        .await?
+        .into_iter()
+        .find(|v| v.sha256 == reference || v.label() == reference)
+        .with_context(|| format!("no version {reference} in the registry (`weir registry list`)"))
+}
+
+/// A version named `name@version` or by its SHA-256, to its SHA-256 (a
+/// SHA-256 is left for the registry to check).
 async fn resolve(registry: &EmbeddedRegistry, version: &str) -> anyhow::Result<String> {
-    if let Some((name, number)) = version.split_once('@') {
-        let versions = registry.versions(Some(name)).await?;
-        return versions
-            .into_iter()
-            .find(|v| v.version == number)
-            .map(|v| v.sha256)
-            .with_context(|| {
-                format!("no version {version} in the registry (`weir registry list`)")
-            });
+    if version.contains('@') {
+        return Ok(find_version(registry, version).await?.sha256);
     }
     Ok(version.to_owned())
 }
@@ -200,16 +208,8 @@ pub fn run(runtime: Runtime, command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::Show { version, target } => {
                 let registry = open(&target).await?;
-                let sha256 = resolve(&registry, &version).await?;
-                let record = registry
-                    .versions(None)
-                    .await?
-                    .into_iter()
-                    .find(|v| v.sha256 == sha256)
-                    .with_context(|| {
-                        format!("no version {version} in the registry (`weir registry list`)")
-                    })?;
-                let component = registry.component(&sha256).await?.with_context(|| {
+                let record = find_version(&registry, &version).await?;
+                let component = registry.component(&record.sha256).await?.with_context(|| {
                     format!(
                         "the component of {} is missing from the registry's objects",
                         record.label()
